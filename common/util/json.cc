@@ -1,0 +1,79 @@
+#include "common/util/json.h"
+
+#include <nlohmann/json.hpp>
+
+namespace baton {
+
+Result<nlohmann::json> parse_json(std::string_view text, std::size_t max_bytes, int max_depth) {
+  if (text.size() > max_bytes) {
+    return Status(Code::kTooLarge, "JSON of " + std::to_string(text.size()) +
+                                       " bytes exceeds the limit of " + std::to_string(max_bytes));
+  }
+  // Depth is checked while parsing: the callback sees every object/array start.
+  int depth = 0;
+  bool too_deep = false;
+  auto cb = [&](int d, nlohmann::json::parse_event_t ev, nlohmann::json&) {
+    if (ev == nlohmann::json::parse_event_t::object_start ||
+        ev == nlohmann::json::parse_event_t::array_start) {
+      depth = d + 1;
+      if (depth > max_depth) too_deep = true;
+    }
+    return !too_deep;
+  };
+  nlohmann::json j = nlohmann::json::parse(text.begin(), text.end(), cb, /*allow_exceptions=*/false);
+  if (too_deep) {
+    return Status(Code::kTooLarge, "JSON nesting exceeds the limit of " + std::to_string(max_depth));
+  }
+  if (j.is_discarded()) {
+    // Re-run with exceptions only to obtain the position; inputs are size-capped.
+    try {
+      auto discard = nlohmann::json::parse(text.begin(), text.end());
+      (void)discard;
+    } catch (const nlohmann::json::parse_error& e) {
+      return invalid("invalid JSON at byte " + std::to_string(e.byte) + ": " + e.what());
+    } catch (const std::exception& e) {
+      return invalid(std::string("invalid JSON: ") + e.what());
+    }
+    return invalid("invalid JSON");
+  }
+  return j;
+}
+
+Result<nlohmann::json> parse_json_object(std::string_view text, std::size_t max_bytes, int max_depth) {
+  auto r = parse_json(text, max_bytes, max_depth);
+  if (!r) return r;
+  if (!r->is_object()) return invalid("expected a JSON object");
+  return r;
+}
+
+const nlohmann::json* json_path(const nlohmann::json& root, std::string_view path) {
+  const nlohmann::json* cur = &root;
+  std::size_t i = 0;
+  while (i < path.size()) {
+    if (path[i] == '.') { ++i; continue; }
+    if (path[i] == '[') {
+      std::size_t close = path.find(']', i);
+      if (close == std::string_view::npos) return nullptr;
+      std::size_t idx = 0;
+      for (std::size_t k = i + 1; k < close; ++k) {
+        if (path[k] < '0' || path[k] > '9') return nullptr;
+        idx = idx * 10 + static_cast<std::size_t>(path[k] - '0');
+      }
+      if (!cur->is_array() || idx >= cur->size()) return nullptr;
+      cur = &(*cur)[idx];
+      i = close + 1;
+      continue;
+    }
+    std::size_t end = path.find_first_of(".[", i);
+    if (end == std::string_view::npos) end = path.size();
+    std::string_view name = path.substr(i, end - i);
+    if (!cur->is_object()) return nullptr;
+    auto it = cur->find(name);
+    if (it == cur->end()) return nullptr;
+    cur = &*it;
+    i = end;
+  }
+  return cur;
+}
+
+}  // namespace baton

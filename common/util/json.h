@@ -1,0 +1,28 @@
+// JSON helpers: bounded parsing (size and depth capped before/while parsing).
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+#include <string_view>
+
+#include "common/util/limits.h"
+#include "common/util/status.h"
+
+namespace baton {
+
+// Parses `text` as JSON. Refuses (kTooLarge) input over `max_bytes` without
+// reading it and nesting deeper than `max_depth`; kInvalidArgument with the byte
+// position on a syntax error. Never throws.
+Result<nlohmann::json> parse_json(std::string_view text,
+                                  std::size_t max_bytes = limits::kMaxJsonBodyBytes,
+                                  int max_depth = limits::kMaxJsonDepth);
+
+// Like parse_json but also requires an object.
+Result<nlohmann::json> parse_json_object(std::string_view text,
+                                         std::size_t max_bytes = limits::kMaxJsonBodyBytes,
+                                         int max_depth = limits::kMaxJsonDepth);
+
+// Follows a dotted path with optional [i] indexes ("a.b[2].c") inside `root`.
+// Returns nullptr when any part is missing; never throws.
+const nlohmann::json* json_path(const nlohmann::json& root, std::string_view path);
+
+}  // namespace baton

@@ -1,0 +1,62 @@
+// Redis key and Kafka topic layout (docs/ARCHITECTURE.md §3-4). The only place
+// that spells a key or a topic name.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace baton::keys {
+
+// Kafka topics.
+inline std::string tasks_topic(std::string_view ns, std::string_view role) {
+  return "baton." + std::string(ns) + ".tasks." + std::string(role);
+}
+inline std::string events_topic(std::string_view ns) { return "baton." + std::string(ns) + ".events"; }
+inline std::string triggers_topic(std::string_view ns) { return "baton." + std::string(ns) + ".triggers"; }
+inline std::string audit_topic(std::string_view ns) { return "baton." + std::string(ns) + ".audit"; }
+inline std::string dlq_topic(std::string_view ns) { return "baton." + std::string(ns) + ".dlq"; }
+inline std::string worker_group(std::string_view ns, std::string_view role) {
+  return "baton-worker." + std::string(ns) + "." + std::string(role);
+}
+inline std::string coordinator_group(std::string_view ns) {
+  return "baton-coordinator." + std::string(ns);
+}
+
+// Redis keys. Run keys share the {run:<id>} hash tag, record keys {rec:<key>}.
+inline std::string run(std::string_view ns, std::string_view id) {
+  return "baton:" + std::string(ns) + ":{run:" + std::string(id) + "}";
+}
+inline std::string run_ctx(std::string_view ns, std::string_view id) { return run(ns, id) + ":ctx"; }
+inline std::string run_outbox(std::string_view ns, std::string_view id) { return run(ns, id) + ":outbox"; }
+inline std::string run_audit(std::string_view ns, std::string_view id) { return run(ns, id) + ":audit"; }
+inline std::string record(std::string_view ns, std::string_view key) {
+  return "baton:" + std::string(ns) + ":{rec:" + std::string(key) + "}";
+}
+// Idempotency memo of record writes: field "<run>:<step>:<attempt>" -> reply.
+inline std::string record_writes(std::string_view ns, std::string_view key) {
+  return record(ns, key) + ":writes";
+}
+inline std::string record_lock(std::string_view ns, std::string_view key) { return record(ns, key) + ":lock"; }
+inline std::string epoch(std::string_view ns, int32_t partition) {
+  return "baton:" + std::string(ns) + ":epoch:" + std::to_string(partition);
+}
+inline std::string timers(std::string_view ns, int32_t partition) {
+  return "baton:" + std::string(ns) + ":timers:" + std::to_string(partition);
+}
+inline std::string applied(std::string_view ns, int32_t partition) {
+  return "baton:" + std::string(ns) + ":applied:" + std::to_string(partition);
+}
+// Set of run ids still in flight on an events partition (reloaded on assignment).
+inline std::string active(std::string_view ns, int32_t partition) {
+  return "baton:" + std::string(ns) + ":active:" + std::to_string(partition);
+}
+inline std::string exceptions(std::string_view ns) { return "baton:" + std::string(ns) + ":exceptions"; }
+inline std::string runs_index(std::string_view ns) { return "baton:" + std::string(ns) + ":runs"; }
+inline std::string done(std::string_view ns, std::string_view run_id, std::string_view step,
+                        uint32_t attempt) {
+  return "baton:" + std::string(ns) + ":done:" + std::string(run_id) + ":" + std::string(step) + ":" +
+         std::to_string(attempt);
+}
+
+}  // namespace baton::keys

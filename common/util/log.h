@@ -1,0 +1,13 @@
+// Logging setup: spdlog, to stderr. Human format on a terminal, JSON lines
+// otherwise (BATON_LOG_FORMAT=json|text overrides). Level from BATON_LOG_LEVEL
+// or the --log-level flag (trace, debug, info, warn, error).
+#pragma once
+
+#include <spdlog/spdlog.h>
+
+#include <string>
+
+namespace baton {
+// Call once from main. `component` names the process ("coordinator", ...).
+void init_logging(const std::string& component, const std::string& level = "");
+}  // namespace baton
