@@ -24,14 +24,68 @@ end
 --       then the ending: "" (still running) or "completed" | "exception" | ...,
 --       then the exception reason ("" for none).
 -- Returns "OK", "DUP" (offset already applied), "EXISTS" (new run that exists;
--- the offset is still recorded), "MISSING" (update of an unknown run), or an
--- error "FENCED <current epoch>".
+-- the offset is still recorded), "MISSING" (update of an unknown run; the
+-- offset is still recorded), or an error "FENCED <current epoch>". Malformed
+-- arguments give an error "ERR baton_apply: ..." and change nothing (all
+-- arguments are checked before the first write: a Redis script is atomic but
+-- not transactional, a failing command would leave the earlier writes).
+-- A run that is still running (ending "") is in active:<p>, an ended one is not.
+
+-- Checks one section at args[i] (its count) with `width` args per item;
+-- returns the count or nil.
+local function section_count(args, i, width)
+  local n = tonumber(args[i])
+  if n == nil or n < 0 or n % 1 ~= 0 or i + width * n > #args then return nil end
+  return n
+end
+
+-- Lua's unpack() is limited to a few thousand values: send long runs in chunks.
+local CHUNK = 512
+local function call_chunked(cmd, key, args, first, count, width)
+  local k = 0
+  while k < count do
+    local m = math.min(count - k, CHUNK)
+    local a = first + width * k
+    redis.call(cmd, key, unpack(args, a, a + width * m - 1))
+    k = k + m
+  end
+end
+
 local function baton_apply(keys, args)
   local epoch = tonumber(redis.call('GET', keys[5]) or '0')
   if tonumber(args[1]) ~= epoch then
     return redis.error_reply('FENCED ' .. epoch)
   end
+
+  -- Validate everything before writing anything.
   local offset = tonumber(args[2])
+  if offset == nil then return redis.error_reply('ERR baton_apply: bad offset') end
+  local mode = args[3]
+  if mode ~= 'new' and mode ~= 'upd' then return redis.error_reply('ERR baton_apply: bad mode') end
+  local run_id = args[4]
+  local now = args[5]
+  if run_id == nil or run_id == '' then return redis.error_reply('ERR baton_apply: no run id') end
+  if tonumber(now) == nil then return redis.error_reply('ERR baton_apply: bad now') end
+  local widths = {2, 2, 2, 1, 2, 1, 4}
+  local names = {'run fields', 'ctx fields', 'outbox puts', 'outbox dels', 'timer adds', 'timer dels',
+                 'audit entries'}
+  local first, count = {}, {}
+  local i = 6
+  for s = 1, 7 do
+    local n = section_count(args, i, widths[s])
+    if n == nil then return redis.error_reply('ERR baton_apply: bad ' .. names[s] .. ' count') end
+    first[s], count[s] = i + 1, n
+    i = i + 1 + widths[s] * n
+  end
+  for k = 0, count[5] - 1 do
+    if tonumber(args[first[5] + 2 * k + 1]) == nil then
+      return redis.error_reply('ERR baton_apply: bad timer due time')
+    end
+  end
+  local ending = args[i]
+  local reason = args[i + 1]
+  if ending == nil then return redis.error_reply('ERR baton_apply: no ending') end
+
   if offset >= 0 then
     local applied = tonumber(redis.call('GET', keys[6]) or '-1')
     if offset <= applied then
@@ -39,7 +93,6 @@ local function baton_apply(keys, args)
     end
     redis.call('SET', keys[6], args[2])
   end
-  local mode = args[3]
   local exists = redis.call('EXISTS', keys[1]) == 1
   if mode == 'new' and exists then
     return redis.status_reply('EXISTS')
@@ -47,52 +100,25 @@ local function baton_apply(keys, args)
   if mode == 'upd' and not exists then
     return redis.status_reply('MISSING')
   end
-  local run_id = args[4]
-  local now = args[5]
-  local i = 6
 
-  local n = tonumber(args[i]); i = i + 1
-  if n > 0 then
-    local t = {}
-    for k = 0, 2 * n - 1 do t[#t + 1] = args[i + k] end
-    redis.call('HSET', keys[1], unpack(t))
-    i = i + 2 * n
+  call_chunked('HSET', keys[1], args, first[1], count[1], 2)
+  call_chunked('HSET', keys[2], args, first[2], count[2], 2)
+  call_chunked('HSET', keys[3], args, first[3], count[3], 2)
+  call_chunked('HDEL', keys[3], args, first[4], count[4], 1)
+  for k = 0, count[5] - 1 do
+    local b = first[5] + 2 * k
+    redis.call('ZADD', keys[7], args[b + 1], args[b])
   end
-  n = tonumber(args[i]); i = i + 1
-  if n > 0 then
-    local t = {}
-    for k = 0, 2 * n - 1 do t[#t + 1] = args[i + k] end
-    redis.call('HSET', keys[2], unpack(t))
-    i = i + 2 * n
-  end
-  n = tonumber(args[i]); i = i + 1
-  if n > 0 then
-    local t = {}
-    for k = 0, 2 * n - 1 do t[#t + 1] = args[i + k] end
-    redis.call('HSET', keys[3], unpack(t))
-    i = i + 2 * n
-  end
-  n = tonumber(args[i]); i = i + 1
-  for k = 0, n - 1 do redis.call('HDEL', keys[3], args[i + k]) end
-  i = i + n
-  n = tonumber(args[i]); i = i + 1
-  for k = 0, n - 1 do redis.call('ZADD', keys[7], args[i + 2 * k + 1], args[i + 2 * k]) end
-  i = i + 2 * n
-  n = tonumber(args[i]); i = i + 1
-  for k = 0, n - 1 do redis.call('ZREM', keys[7], args[i + k]) end
-  i = i + n
-  n = tonumber(args[i]); i = i + 1
-  for k = 0, n - 1 do
-    local b = i + 4 * k
+  call_chunked('ZREM', keys[7], args, first[6], count[6], 1)
+  for k = 0, count[7] - 1 do
+    local b = first[7] + 4 * k
     redis.call('XADD', keys[4], '*', 'kind', args[b], 'at', args[b + 1], 'actor', args[b + 2],
                'detail', args[b + 3])
   end
-  i = i + 4 * n
 
-  local ending = args[i]
-  local reason = args[i + 1]
   if ending == '' then
-    if mode == 'new' then redis.call('SADD', keys[8], run_id) end
+    -- Also for "upd": a run resumed from the exception queue is running again.
+    redis.call('SADD', keys[8], run_id)
   else
     redis.call('SREM', keys[8], run_id)
   end
@@ -111,6 +137,8 @@ end
 -- "null" when absent), {"COLLISION", current_version} or
 -- {"FORBIDDEN", field}. The reply is memoised under the idempotency key, so a
 -- replay of the same attempt gets the same answer and writes nothing.
+-- Malformed arguments give an error "ERR baton_record_write: ..." and change
+-- nothing (and are not memoised).
 local function baton_record_write(keys, args)
   local memo = redis.call('HGET', keys[2], args[1])
   if memo then
@@ -119,11 +147,16 @@ local function baton_record_write(keys, args)
   local version_read = tonumber(args[2])
   local writer = args[3]
   local ttl = tonumber(args[4])
-  local n_allowed = tonumber(args[5])
+  local n_allowed = section_count(args, 5, 1)
+  if args[1] == nil or version_read == nil or writer == nil or ttl == nil or n_allowed == nil then
+    return redis.error_reply('ERR baton_record_write: bad arguments')
+  end
   local allowed = {}
   for k = 1, n_allowed do allowed[args[5 + k]] = true end
   local i = 6 + n_allowed
-  local n = tonumber(args[i]); i = i + 1
+  local n = section_count(args, i, 2)
+  if n == nil then return redis.error_reply('ERR baton_record_write: bad field count') end
+  i = i + 1
 
   local reply
   for k = 0, n - 1 do
@@ -149,7 +182,7 @@ local function baton_record_write(keys, args)
         sets[#sets + 1] = '_w:' .. f
         sets[#sets + 1] = writer
       end
-      redis.call('HSET', keys[1], unpack(sets))
+      call_chunked('HSET', keys[1], sets, 1, #sets / 2, 2)
     end
   end
   redis.call('HSET', keys[2], args[1], cjson.encode(reply))
