@@ -54,6 +54,9 @@ const nlohmann::json* json_path(const nlohmann::json& root, std::string_view pat
     if (path[i] == '[') {
       std::size_t close = path.find(']', i);
       if (close == std::string_view::npos) return nullptr;
+      // "[]" is not index 0, and more than 9 digits could wrap around to a
+      // small valid index: both are "missing".
+      if (close == i + 1 || close - i - 1 > 9) return nullptr;
       std::size_t idx = 0;
       for (std::size_t k = i + 1; k < close; ++k) {
         if (path[k] < '0' || path[k] > '9') return nullptr;

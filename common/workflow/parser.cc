@@ -1,1 +1,840 @@
-// placeholder: being written
+#include "common/workflow/parser.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+#include <unordered_map>
+
+#include "common/util/limits.h"
+#include "common/workflow/template.h"
+
+namespace baton::workflow {
+namespace {
+
+constexpr std::size_t kMaxNameLength = 64;
+// Aliases make a small file a large tree ("billion laughs"): every node visit
+// counts, including each re-visit through an alias.
+constexpr std::size_t kMaxYamlNodes = 100000;
+constexpr int64_t kMaxDurationMs = int64_t{8760} * 3600 * 1000;  // 8760h, one year
+constexpr std::size_t kMaxQuoted = 40;
+
+const std::vector<std::string> kTopKeys = {"name",   "version",   "description", "trigger",
+                                           "record", "max_steps", "steps"};
+const std::vector<std::string> kTopPlanned = {"budget", "schedule", "window", "agents"};
+const std::vector<std::string> kStepKeys = {"id",     "role", "agent",   "writes",
+                                            "output", "next", "timeout", "retry"};
+const std::vector<std::string> kStepPlanned = {"route",    "handoff",      "parallel", "join",
+                                               "loop",     "approval",     "approve_when",
+                                               "planner",  "lock",         "on_collision",
+                                               "input"};
+const std::vector<std::string> kTriggerKeys = {"topic", "dedupe"};
+const std::vector<std::string> kRetryKeys = {"max_attempts", "backoff", "max_backoff",
+                                             "multiplier"};
+const std::vector<std::string> kContractTypes = {"string", "number", "integer", "boolean",
+                                                 "object", "array",  "any"};
+
+bool contains(const std::vector<std::string>& v, std::string_view s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) {
+    if (!out.empty()) out += ", ";
+    out += s;
+  }
+  return out;
+}
+
+std::string clip(std::string_view s) {
+  if (s.size() <= kMaxQuoted) return std::string(s);
+  return std::string(s.substr(0, kMaxQuoted)) + "...";
+}
+
+std::string quote(std::string_view s) { return "\"" + clip(s) + "\""; }
+std::string code(std::string_view s) { return "`" + clip(s) + "`"; }
+
+bool all_digits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// [a-z0-9][a-z0-9_-]*: names, step ids, roles, agent kinds. They end up in
+// Kafka topic names and Redis keys, hence lowercase and short.
+bool is_id(std::string_view s) {
+  if (s.empty() || s.size() > kMaxNameLength) return false;
+  auto ok = [](char c, bool first) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (!first && (c == '_' || c == '-'));
+  };
+  for (std::size_t i = 0; i < s.size(); ++i)
+    if (!ok(s[i], i == 0)) return false;
+  return true;
+}
+
+// [A-Za-z0-9][A-Za-z0-9_-]*: record fields and contract fields. No leading '_'
+// (the record keeps `_v` and writer bookkeeping there) and no '.' (paths).
+bool is_field(std::string_view s) {
+  if (s.empty() || s.size() > kMaxNameLength) return false;
+  auto ok = [](char c, bool first) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (!first && (c == '_' || c == '-'));
+  };
+  for (std::size_t i = 0; i < s.size(); ++i)
+    if (!ok(s[i], i == 0)) return false;
+  return true;
+}
+
+bool is_topic(std::string_view s) {
+  if (s.empty() || s.size() > 249) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+  });
+}
+
+// How a scalar resolves under the YAML 1.2 core schema (the subset we need).
+enum class Kind { kNull, kBool, kInt, kFloat, kString };
+
+Kind kind_of(const YAML::Node& n) {
+  if (!n.IsDefined() || n.IsNull()) return Kind::kNull;
+  if (!n.IsScalar()) return Kind::kString;  // not used for collections
+  const std::string& tag = n.Tag();
+  // "!" marks a quoted or block scalar; an explicit !!str keeps the text as text.
+  if (tag == "!" || tag == "tag:yaml.org,2002:str") return Kind::kString;
+  std::string_view s = n.Scalar();
+  if (s == "~" || s == "null" || s == "Null" || s == "NULL") return Kind::kNull;
+  if (s == "true" || s == "True" || s == "TRUE" || s == "false" || s == "False" || s == "FALSE")
+    return Kind::kBool;
+  std::string_view body = s;
+  if (!body.empty() && (body[0] == '-' || body[0] == '+')) body.remove_prefix(1);
+  if (all_digits(body)) return Kind::kInt;
+  if (body == ".inf" || body == ".Inf" || body == ".INF" || s == ".nan" || s == ".NaN" ||
+      s == ".NAN")
+    return Kind::kFloat;
+  // [0-9]*(\.[0-9]*)?([eE][-+]?[0-9]+)? with at least one digit before the exponent.
+  std::size_t i = 0, digits = 0;
+  while (i < body.size() && body[i] >= '0' && body[i] <= '9') ++i, ++digits;
+  if (i < body.size() && body[i] == '.') {
+    ++i;
+    while (i < body.size() && body[i] >= '0' && body[i] <= '9') ++i, ++digits;
+  }
+  if (digits == 0) return Kind::kString;
+  if (i < body.size() && (body[i] == 'e' || body[i] == 'E')) {
+    ++i;
+    if (i < body.size() && (body[i] == '-' || body[i] == '+')) ++i;
+    if (!all_digits(body.substr(std::min(i, body.size())))) return Kind::kString;
+    i = body.size();
+  }
+  return i == body.size() ? Kind::kFloat : Kind::kString;
+}
+
+// "a map", "a list", "null", "\"text\"", "42", "true": the "got ..." of messages.
+std::string describe(const YAML::Node& n) {
+  if (!n.IsDefined() || n.IsNull()) return "null";
+  if (n.IsMap()) return n.size() == 0 ? "an empty map" : "a map";
+  if (n.IsSequence()) return n.size() == 0 ? "an empty list" : "a list";
+  switch (kind_of(n)) {
+    case Kind::kNull:
+      return "null";
+    case Kind::kBool:
+    case Kind::kInt:
+    case Kind::kFloat:
+      return clip(n.Scalar());
+    case Kind::kString:
+      break;
+  }
+  return quote(n.Scalar());
+}
+
+bool parse_double(const std::string& s, double& out) {
+  std::string_view v = s;
+  if (!v.empty() && v[0] == '+') v.remove_prefix(1);
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  return ec == std::errc() && p == v.data() + v.size() && std::isfinite(out);
+}
+
+// One key: value pair of a map, with the key as text.
+struct Entry {
+  YAML::Node key;
+  YAML::Node value;
+  std::string name;
+  // A missing value ("timeout:") has the mark of whatever follows it; the key
+  // is where the reader should look.
+  YAML::Mark where() const { return value.IsNull() ? key.Mark() : value.Mark(); }
+};
+
+struct StepMarks {
+  YAML::Mark id;
+  YAML::Mark next;
+  YAML::Mark writes;
+};
+
+class Parser {
+ public:
+  explicit Parser(std::string file) : file_(std::move(file)) {}
+
+  Result<WorkflowPtr> run(std::string_view text) {
+    if (text.size() > limits::kMaxWorkflowFileBytes) {
+      fail_at(1, 1, "file is " + std::to_string(text.size()) + " bytes, more than the limit of " +
+                        std::to_string(limits::kMaxWorkflowFileBytes));
+      return err_;
+    }
+    std::vector<YAML::Node> docs;
+    try {
+      docs = YAML::LoadAll(std::string(text));
+    } catch (const YAML::Exception& e) {  // ParserException, DeepRecursion
+      fail(e.mark, "YAML syntax error: " + e.msg);
+      return err_;
+    }
+    if (docs.empty()) {
+      fail_at(1, 1, "the file is empty: expected a map with `name` and `steps`");
+      return err_;
+    }
+    if (docs.size() > 1) {
+      fail(docs[1].Mark(), "only one YAML document per file is allowed");
+      return err_;
+    }
+    const YAML::Node& root = docs[0];
+    std::size_t visits = 0;
+    if (!check_shape(root, 1, visits)) return err_;
+    if (!root.IsMap()) {
+      fail(root.Mark(), "the top level must be a map, got " + describe(root));
+      return err_;
+    }
+    auto wf = std::make_shared<Workflow>();
+    wf->source_path = file_;
+    if (!parse_top(root, *wf)) return err_;
+    return WorkflowPtr(std::move(wf));
+  }
+
+ private:
+  // ---- errors -------------------------------------------------------------
+
+  bool fail_at(int line, int col, const std::string& reason) {
+    err_ = invalid(file_ + ":" + std::to_string(line) + ":" + std::to_string(col) + ": " + reason);
+    return false;
+  }
+  bool fail(const YAML::Mark& m, const std::string& reason) {
+    if (m.is_null() || m.line < 0) return fail_at(1, 1, reason);
+    return fail_at(m.line + 1, m.column + 1, reason);
+  }
+  bool fail(const YAML::Node& n, const std::string& reason) { return fail(n.Mark(), reason); }
+
+  // ---- shape --------------------------------------------------------------
+
+  // Depth of collections (the top-level map is level 1) and total node count.
+  bool check_shape(const YAML::Node& n, int depth, std::size_t& visits) {
+    if (++visits > kMaxYamlNodes) {
+      return fail(n, "the document has more than " + std::to_string(kMaxYamlNodes) +
+                         " nodes (each use of an alias counts)");
+    }
+    if (!n.IsMap() && !n.IsSequence()) return true;
+    if (depth > limits::kMaxYamlDepth) {
+      return fail(n, "nesting is deeper than " + std::to_string(limits::kMaxYamlDepth) + " levels");
+    }
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      if (n.IsMap()) {
+        if (!check_shape(it->first, depth + 1, visits)) return false;
+        if (!check_shape(it->second, depth + 1, visits)) return false;
+      } else if (!check_shape(*it, depth + 1, visits)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // The pairs of a map, refusing keys that are not scalars and duplicate keys
+  // (yaml-cpp keeps both; the later one would be silently ignored).
+  bool entries(const YAML::Node& map, std::vector<Entry>& out) {
+    std::unordered_map<std::string, int> first_line;
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      // yaml-cpp's iterator yields a temporary pair: copy the nodes (cheap handles).
+      YAML::Node k = it->first;
+      YAML::Node v = it->second;
+      if (!k.IsScalar()) return fail(k, "map keys must be strings, got " + describe(k));
+      std::string name = k.Scalar();
+      auto [pos, inserted] = first_line.emplace(name, k.Mark().line + 1);
+      if (!inserted) {
+        return fail(k, "duplicate key " + code(name) + " (first at line " +
+                           std::to_string(pos->second) + ")");
+      }
+      out.push_back({k, v, std::move(name)});
+    }
+    return true;
+  }
+
+  bool unknown_key(const Entry& e, std::string_view where, const std::vector<std::string>& allowed) {
+    std::string reason = "unknown key " + code(e.name) + " " + std::string(where) +
+                         " (allowed: " + join(allowed) + ")";
+    std::string home;
+    if (contains(kTopKeys, e.name) || contains(kTopPlanned, e.name)) home = "at the top level";
+    if (contains(kStepKeys, e.name) || contains(kStepPlanned, e.name)) home = "in a step";
+    if (contains(kTriggerKeys, e.name)) home = "in `trigger`";
+    if (contains(kRetryKeys, e.name)) home = "in `retry`";
+    if (!home.empty() && home != where) reason += "; " + code(e.name) + " belongs " + home;
+    return fail(e.key, reason);
+  }
+
+  bool planned(const Entry& e) { return fail(e.key, code(e.name) + " is not supported yet (planned)"); }
+
+  // ---- scalars ------------------------------------------------------------
+
+  bool get_string(const Entry& e, const std::string& label, std::string& out) {
+    if (!e.value.IsScalar() || kind_of(e.value) == Kind::kNull) {
+      return fail(e.where(), code(label) + " must be a string, got " + describe(e.value));
+    }
+    out = e.value.Scalar();
+    return true;
+  }
+
+  bool get_id(const Entry& e, const std::string& label, std::string& out) {
+    if (!get_string(e, label, out)) return false;
+    if (!is_id(out)) {
+      return fail(e.where(), code(label) + " must match [a-z0-9][a-z0-9_-]* (at most " +
+                                 std::to_string(kMaxNameLength) + " characters), got " +
+                                 describe(e.value));
+    }
+    return true;
+  }
+
+  bool get_positive_int(const Entry& e, const std::string& label, uint32_t& out) {
+    uint64_t v = 0;
+    bool ok = false;
+    if (e.value.IsScalar() && kind_of(e.value) == Kind::kInt) {
+      std::string_view s = e.value.Scalar();
+      if (!s.empty() && s[0] == '+') s.remove_prefix(1);
+      auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+      if (ec == std::errc::result_out_of_range ||
+          (ec == std::errc() && v > std::numeric_limits<uint32_t>::max())) {
+        return fail(e.where(), code(label) + " must be at most " +
+                                   std::to_string(std::numeric_limits<uint32_t>::max()) +
+                                   ", got " + describe(e.value));
+      }
+      ok = ec == std::errc() && p == s.data() + s.size() && v >= 1;
+    }
+    if (!ok) return fail(e.where(), code(label) + " must be a positive integer, got " + describe(e.value));
+    out = static_cast<uint32_t>(v);
+    return true;
+  }
+
+  // <digits><unit>, unit one of ms, s, m, h. A bare number is refused: "30"
+  // could mean seconds or milliseconds, and the wrong guess is costly.
+  bool get_duration(const Entry& e, const std::string& label, bool allow_zero, int64_t& out_ms) {
+    auto bad = [&] {
+      return fail(e.where(), code(label) +
+                                 " must be a duration: an integer with a unit ms, s, m or h "
+                                 "(e.g. 250ms, 30s, 5m, 4h), got " +
+                                 describe(e.value));
+    };
+    if (!e.value.IsScalar() || kind_of(e.value) == Kind::kNull) return bad();
+    std::string_view s = e.value.Scalar();
+    std::size_t digits = 0;
+    while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
+    std::string_view unit = s.substr(digits);
+    int64_t scale = 0;
+    if (unit == "ms") scale = 1;
+    else if (unit == "s") scale = 1000;
+    else if (unit == "m") scale = 60 * 1000;
+    else if (unit == "h") scale = 3600 * 1000;
+    if (digits == 0 || scale == 0) return bad();
+    if (digits > 12) return fail(e.where(), code(label) + " must be at most 8760h, got " + describe(e.value));
+    int64_t n = 0;
+    std::from_chars(s.data(), s.data() + digits, n);  // <= 12 digits: cannot overflow
+    if (n > kMaxDurationMs / scale) {
+      return fail(e.where(), code(label) + " must be at most 8760h, got " + describe(e.value));
+    }
+    if (n == 0 && !allow_zero) {
+      return fail(e.where(), code(label) + " must be longer than 0, got " + describe(e.value));
+    }
+    out_ms = n * scale;
+    return true;
+  }
+
+  bool get_template(const Entry& e, const std::string& label, std::string& out) {
+    if (!get_string(e, label, out)) return false;
+    if (out.empty()) return fail(e.where(), code(label) + " must not be empty");
+    auto t = Template::parse(out);
+    if (t) return true;
+    // Template errors read "column N: reason"; N is 1-based inside the string.
+    // The position in the file is approximate for quoted strings with escapes
+    // and for block scalars.
+    const std::string& msg = t.status().message();
+    int col_in = 1;
+    std::string reason = msg;
+    if (msg.rfind("column ", 0) == 0) {
+      std::size_t colon = msg.find(": ");
+      if (colon != std::string::npos) {
+        std::from_chars(msg.data() + 7, msg.data() + colon, col_in);
+        reason = msg.substr(colon + 2);
+      }
+    }
+    YAML::Mark m = e.value.Mark();
+    m.column += col_in - 1 + (e.value.Tag() == "!" ? 1 : 0);
+    return fail(m, "invalid template in " + code(label) + ": " + reason);
+  }
+
+  // ---- JSON for agent config ----------------------------------------------
+
+  bool to_json(const YAML::Node& n, nlohmann::json& out) {
+    if (n.IsMap()) {
+      std::vector<Entry> es;
+      if (!entries(n, es)) return false;
+      out = nlohmann::json::object();
+      for (const auto& e : es) {
+        if (!to_json(e.value, out[e.name])) return false;
+      }
+      return true;
+    }
+    if (n.IsSequence()) {
+      out = nlohmann::json::array();
+      for (const auto& item : n) {
+        nlohmann::json j;
+        if (!to_json(item, j)) return false;
+        out.push_back(std::move(j));
+      }
+      return true;
+    }
+    const std::string text = n.IsScalar() ? n.Scalar() : std::string();
+    switch (kind_of(n)) {
+      case Kind::kNull:
+        out = nullptr;
+        return true;
+      case Kind::kBool:
+        out = (text[0] == 't' || text[0] == 'T');
+        return true;
+      case Kind::kInt: {
+        std::string_view s = text;
+        if (!s.empty() && s[0] == '+') s.remove_prefix(1);
+        int64_t i = 0;
+        auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), i);
+        if (ec == std::errc() && p == s.data() + s.size()) {
+          out = i;
+          return true;
+        }
+        uint64_t u = 0;
+        auto [p2, ec2] = std::from_chars(s.data(), s.data() + s.size(), u);
+        if (ec2 == std::errc() && p2 == s.data() + s.size()) {
+          out = u;
+          return true;
+        }
+        double d = 0;
+        if (parse_double(text, d)) {
+          out = d;
+          return true;
+        }
+        out = text;
+        return true;
+      }
+      case Kind::kFloat: {
+        double d = 0;
+        if (parse_double(text, d)) {
+          out = d;
+        } else {
+          out = text;  // .inf / .nan have no JSON form: kept as text
+        }
+        return true;
+      }
+      case Kind::kString:
+        break;
+    }
+    out = text;
+    return true;
+  }
+
+  // ---- sections -----------------------------------------------------------
+
+  bool parse_top(const YAML::Node& root, Workflow& wf) {
+    std::vector<Entry> es;
+    if (!entries(root, es)) return false;
+    bool has_name = false, has_steps = false;
+    for (const auto& e : es) {
+      if (contains(kTopPlanned, e.name)) return planned(e);
+      if (e.name == "name") {
+        if (!get_id(e, "name", wf.name)) return false;
+        has_name = true;
+      } else if (e.name == "version") {
+        if (!get_positive_int(e, "version", wf.version)) return false;
+      } else if (e.name == "description") {
+        if (!get_string(e, "description", wf.description)) return false;
+      } else if (e.name == "trigger") {
+        if (!parse_trigger(e, wf)) return false;
+      } else if (e.name == "record") {
+        if (!get_template(e, "record", wf.record_template)) return false;
+      } else if (e.name == "max_steps") {
+        if (!get_positive_int(e, "max_steps", wf.max_steps)) return false;
+      } else if (e.name == "steps") {
+        if (!parse_steps(e, wf)) return false;
+        has_steps = true;
+      } else {
+        return unknown_key(e, "at the top level", kTopKeys);
+      }
+    }
+    if (!has_name) return fail(root, "missing required key `name`");
+    if (!has_steps) return fail(root, "missing required key `steps`");
+    return check_links(wf);
+  }
+
+  bool parse_trigger(const Entry& e, Workflow& wf) {
+    if (!e.value.IsMap()) {
+      return fail(e.where(), "`trigger` must be a map (keys: topic, dedupe), got " + describe(e.value));
+    }
+    std::vector<Entry> es;
+    if (!entries(e.value, es)) return false;
+    for (const auto& t : es) {
+      if (t.name == "topic") {
+        if (!get_string(t, "trigger.topic", wf.trigger_topic)) return false;
+        if (!is_topic(wf.trigger_topic)) {
+          return fail(t.where(), "`trigger.topic` must be a Kafka topic name ([A-Za-z0-9._-], at most "
+                                 "249 characters), got " + describe(t.value));
+        }
+      } else if (t.name == "dedupe") {
+        if (!get_template(t, "trigger.dedupe", wf.dedupe_template)) return false;
+      } else {
+        return unknown_key(t, "in `trigger`", kTriggerKeys);
+      }
+    }
+    return true;
+  }
+
+  bool parse_steps(const Entry& e, Workflow& wf) {
+    if (!e.value.IsSequence() || e.value.size() == 0) {
+      return fail(e.where(), "`steps` must be a non-empty list of steps, got " + describe(e.value));
+    }
+    for (const auto& item : e.value) {
+      if (!item.IsMap()) {
+        return fail(item.IsNull() ? e.value.Mark() : item.Mark(),
+                    "each step must be a map with `id` and `role`, got " + describe(item));
+      }
+      if (!parse_step(item, wf)) return false;
+    }
+    return true;
+  }
+
+  bool parse_step(const YAML::Node& node, Workflow& wf) {
+    Step s;
+    StepMarks marks;
+    s.mark = {node.Mark().line + 1, node.Mark().column + 1};
+    std::vector<Entry> es;
+    if (!entries(node, es)) return false;
+    bool has_id = false, has_role = false;
+    for (const auto& e : es) {
+      if (contains(kStepPlanned, e.name)) return planned(e);
+      if (e.name == "id") {
+        if (!get_id(e, "id", s.id)) return false;
+        marks.id = e.where();
+        has_id = true;
+      } else if (e.name == "role") {
+        if (!get_id(e, "role", s.role)) return false;
+        has_role = true;
+      } else if (e.name == "agent") {
+        if (!parse_agent(e, s)) return false;
+      } else if (e.name == "writes") {
+        if (!parse_writes(e, s)) return false;
+        marks.writes = e.key.Mark();
+      } else if (e.name == "output") {
+        if (!parse_output(e, s)) return false;
+      } else if (e.name == "next") {
+        if (!get_id(e, "next", s.next)) return false;
+        marks.next = e.where();
+      } else if (e.name == "timeout") {
+        if (!get_duration(e, "timeout", /*allow_zero=*/false, s.timeout_ms)) return false;
+      } else if (e.name == "retry") {
+        if (!parse_retry(e, s.retry)) return false;
+      } else {
+        return unknown_key(e, "in a step", kStepKeys);
+      }
+    }
+    if (!has_id) return fail(node, "step is missing required key `id`");
+    if (!has_role) return fail(node, "step " + code(s.id) + " is missing required key `role`");
+    for (std::size_t i = 0; i < wf.steps.size(); ++i) {
+      if (wf.steps[i].id == s.id) {
+        return fail(marks.id, "duplicate step id " + code(s.id) + " (first defined at line " +
+                                  std::to_string(marks_[i].id.line + 1) + ")");
+      }
+    }
+    wf.steps.push_back(std::move(s));
+    marks_.push_back(marks);
+    return true;
+  }
+
+  bool parse_agent(const Entry& e, Step& s) {
+    if (!e.value.IsMap()) {
+      return fail(e.where(), "`agent` must be a map with `kind`, got " + describe(e.value));
+    }
+    std::vector<Entry> es;
+    if (!entries(e.value, es)) return false;
+    AgentSpec a;
+    bool has_kind = false;
+    for (const auto& k : es) {
+      if (k.name == "kind") {
+        if (!get_id(k, "agent.kind", a.kind)) return false;
+        has_kind = true;
+      } else if (!to_json(k.value, a.config[k.name])) {
+        return false;
+      }
+    }
+    if (!has_kind) return fail(e.value, "`agent` is missing required key `kind`");
+    s.agent = std::move(a);
+    return true;
+  }
+
+  bool parse_writes(const Entry& e, Step& s) {
+    if (!e.value.IsSequence()) {
+      return fail(e.where(), "`writes` must be a list of field names, got " + describe(e.value));
+    }
+    for (const auto& item : e.value) {
+      if (!item.IsScalar() || kind_of(item) == Kind::kNull || !is_field(item.Scalar())) {
+        return fail(item.IsNull() ? e.value.Mark() : item.Mark(),
+                    "`writes` entries must be field names matching [A-Za-z0-9][A-Za-z0-9_-]* (at "
+                    "most " + std::to_string(kMaxNameLength) + " characters), got " + describe(item));
+      }
+      if (contains(s.writes, item.Scalar())) {
+        return fail(item, "`writes` lists " + code(item.Scalar()) + " twice");
+      }
+      s.writes.push_back(item.Scalar());
+    }
+    return true;
+  }
+
+  bool parse_output(const Entry& e, Step& s) {
+    if (!e.value.IsMap()) {
+      return fail(e.where(), "`output` must be a map of field: type, got " + describe(e.value));
+    }
+    std::vector<Entry> es;
+    if (!entries(e.value, es)) return false;
+    for (const auto& f : es) {
+      if (!is_field(f.name)) {
+        return fail(f.key, "`output` field names must match [A-Za-z0-9][A-Za-z0-9_-]* (at most " +
+                               std::to_string(kMaxNameLength) + " characters), got " + quote(f.name));
+      }
+      FieldContract c;
+      c.name = f.name;
+      if (f.value.IsScalar() && kind_of(f.value) == Kind::kString) {
+        c.type = f.value.Scalar();
+        if (!c.type.empty() && c.type.back() == '?') {
+          c.optional = true;
+          c.type.pop_back();
+        }
+      }
+      if (!contains(kContractTypes, c.type)) {
+        return fail(f.where(), code("output." + f.name) + " must be one of " + join(kContractTypes) +
+                                   " (with ? for optional), got " + describe(f.value));
+      }
+      s.output.push_back(std::move(c));
+    }
+    return true;
+  }
+
+  bool parse_retry(const Entry& e, RetryPolicy& r) {
+    if (!e.value.IsMap()) {
+      return fail(e.where(), "`retry` must be a map (keys: " + join(kRetryKeys) + "), got " +
+                                 describe(e.value));
+    }
+    std::vector<Entry> es;
+    if (!entries(e.value, es)) return false;
+    const Entry* max_backoff = nullptr;
+    for (const auto& k : es) {
+      if (k.name == "max_attempts") {
+        if (!get_positive_int(k, "retry.max_attempts", r.max_attempts)) return false;
+      } else if (k.name == "backoff") {
+        if (!get_duration(k, "retry.backoff", /*allow_zero=*/true, r.backoff_ms)) return false;
+      } else if (k.name == "max_backoff") {
+        if (!get_duration(k, "retry.max_backoff", /*allow_zero=*/true, r.max_backoff_ms)) return false;
+        max_backoff = &k;
+      } else if (k.name == "multiplier") {
+        double m = 0;
+        Kind kind = kind_of(k.value);
+        bool ok = k.value.IsScalar() && (kind == Kind::kInt || kind == Kind::kFloat) &&
+                  parse_double(k.value.Scalar(), m) && m >= 1.0 && m <= 100.0;
+        if (!ok) {
+          return fail(k.where(), "`retry.multiplier` must be a number from 1 to 100, got " +
+                                     describe(k.value));
+        }
+        r.multiplier = m;
+      } else {
+        return unknown_key(k, "in `retry`", kRetryKeys);
+      }
+    }
+    if (r.max_backoff_ms < r.backoff_ms) {
+      // Only the default cap is raised silently; an explicit one that is too low is a mistake.
+      if (max_backoff == nullptr) {
+        r.max_backoff_ms = r.backoff_ms;
+      } else {
+        return fail(max_backoff->where(),
+                    "`retry.max_backoff` must not be shorter than `retry.backoff`, got " +
+                        describe(max_backoff->value));
+      }
+    }
+    return true;
+  }
+
+  // ---- whole-workflow checks ------------------------------------------------
+
+  bool check_links(const Workflow& wf) {
+    for (std::size_t i = 0; i < wf.steps.size(); ++i) {
+      const Step& s = wf.steps[i];
+      if (!s.next.empty() && wf.find_step(s.next) == nullptr) {
+        return fail(marks_[i].next, "`next` names unknown step " + code(s.next));
+      }
+      if (!s.writes.empty() && wf.record_template.empty()) {
+        return fail(marks_[i].writes,
+                    "`writes` needs a top-level `record` (the key of the shared record the step "
+                    "writes to)");
+      }
+    }
+    // Each step has at most one `next`, so following it from every step finds
+    // every cycle. Nothing can bound a cycle in this version (no `loop`), so
+    // every cycle is refused.
+    std::unordered_map<std::string, std::size_t> index;
+    for (std::size_t i = 0; i < wf.steps.size(); ++i) index.emplace(wf.steps[i].id, i);
+    std::vector<int> state(wf.steps.size(), 0);  // 0 new, 1 on the current path, 2 done
+    for (std::size_t start = 0; start < wf.steps.size(); ++start) {
+      std::vector<std::size_t> path;
+      std::size_t cur = start;
+      while (state[cur] != 2) {
+        if (state[cur] == 1) {
+          // `cur` is reached again: the cycle is path[from..] -> cur.
+          auto from = std::find(path.begin(), path.end(), cur);
+          std::string names;
+          for (auto it = from; it != path.end(); ++it) names += wf.steps[*it].id + " -> ";
+          names += wf.steps[cur].id;
+          return fail(marks_[path.back()].next,
+                      "cycle " + names + " has no bound (`next` cannot loop in this version)");
+        }
+        state[cur] = 1;
+        path.push_back(cur);
+        const std::string& next = wf.steps[cur].next;
+        if (next.empty()) break;
+        cur = index.at(next);
+      }
+      for (std::size_t i : path) state[i] = 2;
+    }
+    return true;
+  }
+
+  std::string file_;
+  Status err_;
+  std::vector<StepMarks> marks_;  // parallel to Workflow::steps
+};
+
+}  // namespace
+
+Result<WorkflowPtr> parse_workflow(std::string_view text, const std::string& display_name) {
+  try {
+    Parser p(display_name);
+    return p.run(text);
+  } catch (const std::exception& e) {
+    // yaml-cpp may throw from node accessors on malformed trees; never let it escape.
+    return internal(display_name + ":1:1: unexpected error while parsing: " + e.what());
+  }
+}
+
+Result<WorkflowPtr> parse_workflow_file(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    if (ec) return Status(Code::kNotFound, path + ": cannot read file: " + ec.message());
+    return invalid(path + ": not a regular file");
+  }
+  auto size = std::filesystem::file_size(path, ec);
+  if (!ec && size > limits::kMaxWorkflowFileBytes) {
+    return invalid(path + ":1:1: file is " + std::to_string(size) +
+                   " bytes, more than the limit of " +
+                   std::to_string(limits::kMaxWorkflowFileBytes));
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status(Code::kNotFound, path + ": cannot open file: " + std::strerror(errno));
+  // Read at most one byte over the cap: a file that grew since the size check
+  // is still refused by parse_workflow without being read whole.
+  std::string text(limits::kMaxWorkflowFileBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (in.bad()) return Status(Code::kUnavailable, path + ": read error: " + std::strerror(errno));
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  return parse_workflow(text, path);
+}
+
+// ---- Registry -----------------------------------------------------------------
+
+Status Registry::add(WorkflowPtr wf) {
+  if (!wf) return invalid("Registry::add: null workflow");
+  auto& versions = by_name_[wf->name];
+  auto it = versions.find(wf->version);
+  if (it != versions.end()) {
+    if (it->second->to_json() == wf->to_json()) return Status::ok();  // same definition twice
+    std::string where = wf->source_path.empty() ? std::string("<memory>") : wf->source_path;
+    std::string other =
+        it->second->source_path.empty() ? std::string("<memory>") : it->second->source_path;
+    return Status(Code::kAlreadyExists,
+                  where + ":1:1: workflow " + code(wf->name) + " version " +
+                      std::to_string(wf->version) + " is already loaded from " + other +
+                      " with different content (bump `version`)");
+  }
+  versions.emplace(wf->version, std::move(wf));
+  return Status::ok();
+}
+
+Status Registry::load_dir(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec);
+  if (ec) return Status(Code::kNotFound, dir + ": cannot read directory: " + ec.message());
+  std::vector<fs::path> files;
+  for (; it != fs::directory_iterator(); it.increment(ec)) {
+    if (ec) break;
+    const fs::path& p = it->path();
+    std::string fname = p.filename().string();
+    if (fname.empty() || fname[0] == '.') continue;  // editor swap and lock files
+    std::string ext = p.extension().string();
+    if (ext != ".yaml" && ext != ".yml") continue;
+    std::error_code ec2;
+    if (!fs::is_regular_file(p, ec2)) continue;
+    files.push_back(p);
+  }
+  if (ec) return Status(Code::kUnavailable, dir + ": cannot list directory: " + ec.message());
+  std::sort(files.begin(), files.end(),
+            [](const fs::path& a, const fs::path& b) { return a.filename() < b.filename(); });
+
+  // All or nothing: load into a copy, publish it only when every file passed.
+  Registry next;
+  next.by_name_ = by_name_;
+  for (const auto& f : files) {
+    auto wf = parse_workflow_file(f.string());
+    if (!wf) return wf.status();
+    Status s = next.add(std::move(wf).value());
+    if (!s) return s;
+  }
+  by_name_ = std::move(next.by_name_);
+  return Status::ok();
+}
+
+WorkflowPtr Registry::find(std::string_view name, uint32_t version) const {
+  auto it = by_name_.find(name);
+  if (it == by_name_.end() || it->second.empty()) return nullptr;
+  if (version == 0) return it->second.rbegin()->second;
+  auto v = it->second.find(version);
+  return v == it->second.end() ? nullptr : v->second;
+}
+
+std::vector<WorkflowPtr> Registry::all() const {
+  std::vector<WorkflowPtr> out;
+  for (const auto& [name, versions] : by_name_)
+    for (const auto& [v, wf] : versions) out.push_back(wf);
+  return out;
+}
+
+std::vector<std::string> Registry::roles() const {
+  std::set<std::string> roles;
+  for (const auto& [name, versions] : by_name_)
+    for (const auto& [v, wf] : versions)
+      for (auto& r : wf->roles()) roles.insert(std::move(r));
+  return {roles.begin(), roles.end()};
+}
+
+}  // namespace baton::workflow

@@ -72,6 +72,11 @@ struct Workflow {
   }
   // Roles used by the steps, sorted, without duplicates.
   std::vector<std::string> roles() const;
+  // The model as JSON (every field but source_path and marks), with a fixed key
+  // order: equal models give equal JSON whatever the YAML's layout, comments or
+  // key order. Used by Registry to compare two files with the same (name,
+  // version), and fit to serve over the control plane.
+  nlohmann::json to_json() const;
 };
 
 using WorkflowPtr = std::shared_ptr<const Workflow>;
