@@ -1,1 +1,554 @@
-// placeholder: being written
+#include "coordinator/application.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <thread>
+#include <unordered_set>
+
+#include "common/util/ids.h"
+#include "common/util/json.h"
+#include "common/util/keys.h"
+#include "common/util/limits.h"
+#include "common/workflow/template.h"
+
+namespace baton::coordinator {
+
+namespace {
+
+void sleep_ms(int64_t ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+Status write_file_atomic(const std::string& path, const std::string& content) {
+  std::string tmp = path + ".tmp." + std::to_string(getpid());
+  FILE* f = std::fopen(tmp.c_str(), "w");
+  if (!f) return internal("cannot write " + tmp);
+  std::fputs(content.c_str(), f);
+  std::fclose(f);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) return internal("cannot rename " + tmp);
+  return Status::ok();
+}
+
+}  // namespace
+
+Application::Application(Options opts) : opts_(std::move(opts)), engine_(EngineOptions{opts_.ns}) {
+  events_topic_ = keys::events_topic(opts_.ns);
+  triggers_topic_ = keys::triggers_topic(opts_.ns);
+}
+
+Application::~Application() {
+  if (http_) http_->stop();
+}
+
+int Application::http_port() const { return http_ ? http_->port() : 0; }
+
+Status Application::init() {
+  if (Status s = registry_.load_dir(opts_.workflows_dir); !s) return s;
+  auto wfs = registry_.all();
+  spdlog::info("loaded {} workflow(s) from {}", wfs.size(), opts_.workflows_dir);
+
+  auto ep = redis::parse_endpoint(opts_.redis);
+  if (!ep) return ep.status();
+  // Redis may still be starting: bounded retry.
+  Result<std::unique_ptr<redis::Client>> client = unavailable("not tried");
+  for (int i = 0; i < 50 && !stop_; ++i) {
+    client = redis::Client::connect(*ep);
+    if (client) break;
+    sleep_ms(100);
+  }
+  if (!client) return client.status();
+  if (Status s = redis::ensure_library(**client); !s) return s;
+  store_ = std::make_unique<RunStore>(std::move(client).value(), opts_.ns);
+
+  kafka::KafkaConfig kc;
+  kc.brokers = opts_.brokers;
+  kc.client_id = "baton-coordinator";
+  kc.fetch_wait_max_ms = opts_.fetch_wait_ms;
+  kc.linger_ms = opts_.linger_ms;
+  auto producer = kafka::make_producer(kc, /*with_poller=*/true);
+  if (!producer) return producer.status();
+  producer_ = std::move(producer).value();
+
+  kafka::RebalanceListener listener;
+  listener.on_assigned = [this](const std::vector<kafka::TopicPartition>& p) { on_assigned(p); };
+  listener.on_revoked = [this](const std::vector<kafka::TopicPartition>& p) { on_revoked(p); };
+  auto consumer = kafka::make_consumer(kc, keys::coordinator_group(opts_.ns), listener);
+  if (!consumer) return consumer.status();
+  consumer_ = std::move(consumer).value();
+  if (Status s = consumer_->subscribe({events_topic_, triggers_topic_}); !s) return s;
+
+  ApiOptions ao;
+  ao.ns = opts_.ns;
+  ao.redis = *ep;
+  api_ = std::make_unique<Api>(ao, registry_, *producer_, ready_);
+  http::ServerOptions so;
+  auto colon = opts_.http.rfind(':');
+  if (colon == std::string::npos) return invalid("--http must be HOST:PORT, got " + opts_.http);
+  so.host = opts_.http.substr(0, colon);
+  so.port = std::atoi(opts_.http.c_str() + colon + 1);
+  so.threads = 2;
+  auto server = http::Server::start(so, [this](const http::Request& r) { return api_->handle(r); });
+  if (!server) return server.status();
+  http_ = std::move(server).value();
+  spdlog::info("control plane on http://{}:{}", so.host, http_->port());
+  if (!opts_.http_port_file.empty()) {
+    if (Status s = write_file_atomic(opts_.http_port_file, std::to_string(http_->port()) + "\n"); !s) return s;
+  }
+  return Status::ok();
+}
+
+Status Application::run() {
+  std::vector<kafka::Message> msgs;
+  msgs.reserve(opts_.max_batch);
+  while (!stop_) {
+    msgs.clear();
+    Status s = consumer_->poll_batch(msgs, opts_.max_batch, 5);
+    if (!s) {
+      spdlog::error("consumer: {}", s.to_string());
+      sleep_ms(100);
+      continue;
+    }
+    if (!msgs.empty()) process_batch(msgs);
+    drain_acks();
+    int64_t now = now_unix_ms();
+    if (now >= next_timer_scan_ms_) {
+      scan_timers();
+      next_timer_scan_ms_ = now + opts_.timer_scan_ms;
+    }
+    maybe_commit(false);
+  }
+  spdlog::info("shutting down: flushing the producer and committing offsets");
+  (void)producer_->flush(5000);
+  drain_acks();
+  maybe_commit(true);
+  consumer_->close();
+  if (http_) http_->stop();
+  return Status::ok();
+}
+
+void Application::on_assigned(const std::vector<kafka::TopicPartition>& parts) {
+  for (const auto& tp : parts) {
+    if (tp.topic != events_topic_) continue;
+    // Bounded only by shutdown: without Redis we cannot own the partition.
+    for (int attempt = 0; !stop_; ++attempt) {
+      Status s = take_partition(tp.partition);
+      if (s) break;
+      spdlog::warn("taking partition {}: {} (retrying)", tp.partition, s.to_string());
+      sleep_ms(std::min<int64_t>(1000, 50 << std::min(attempt, 5)));
+    }
+  }
+  ready_.store(true);
+}
+
+void Application::on_revoked(const std::vector<kafka::TopicPartition>& parts) {
+  maybe_commit(true);
+  for (const auto& tp : parts) {
+    if (tp.topic == events_topic_) {
+      partitions_.erase(tp.partition);
+      spdlog::info("released events partition {}", tp.partition);
+    }
+  }
+}
+
+Status Application::take_partition(int32_t p) {
+  auto epoch = store_->bump_epoch(p);
+  if (!epoch) return epoch.status();
+  auto applied = store_->applied_offset(p);
+  if (!applied) return applied.status();
+  auto ids = store_->active_runs(p);
+  if (!ids) return ids.status();
+  auto loaded = store_->load_runs(*ids);
+  if (!loaded) return loaded.status();
+  Partition part;
+  part.epoch = *epoch;
+  part.applied = *applied;
+  std::size_t republished = 0;
+  for (auto& lr : *loaded) {
+    if (lr.state.status != RunStatus::kRunning) continue;
+    republished += lr.outbox.size();
+    republish_outbox(lr.outbox);
+    std::string id = lr.state.run_id;
+    part.runs.emplace(std::move(id), std::move(lr.state));
+  }
+  spdlog::info("owning events partition {} (epoch {}, applied offset {}, {} runs in flight, {} tasks republished)", p,
+               part.epoch, part.applied, part.runs.size(), republished);
+  partitions_[p] = std::move(part);
+  return Status::ok();
+}
+
+void Application::process_batch(std::vector<kafka::Message>& msgs) {
+  std::vector<kafka::Message*> events;
+  std::vector<kafka::Message*> triggers;
+  events.reserve(msgs.size());
+  for (auto& m : msgs) {
+    if (m.topic == events_topic_) {
+      events.push_back(&m);
+    } else if (m.topic == triggers_topic_) {
+      triggers.push_back(&m);
+    }
+  }
+  if (!triggers.empty()) handle_triggers(triggers);
+  for (int attempt = 0; !events.empty() && !stop_; ++attempt) {
+    if (apply_events(events)) break;
+    sleep_ms(std::min<int64_t>(1000, 50 << std::min(attempt, 5)));
+  }
+}
+
+void Application::to_dlq(const kafka::Message& m, const std::string& error) {
+  spdlog::warn("to DLQ: {}[{}]@{}: {}", m.topic, m.partition, m.offset, error);
+  Status s = kafka::send_to_dlq(*producer_, opts_.ns, m, error);
+  if (!s) spdlog::error("DLQ produce failed: {}", s.to_string());
+}
+
+void Application::handle_triggers(std::vector<kafka::Message*>& triggers) {
+  std::size_t produced = 0;
+  for (kafka::Message* m : triggers) {
+    auto& commit = to_commit_[m->topic][m->partition];
+    baton::v1::Trigger tr;
+    if (m->payload.size() > limits::kMaxMessageBytes) {
+      to_dlq(*m, "trigger exceeds " + std::to_string(limits::kMaxMessageBytes) + " bytes");
+    } else if (!tr.ParseFromString(m->payload) || tr.workflow().empty()) {
+      to_dlq(*m, "not a baton.v1.Trigger (or no workflow)");
+    } else if (auto wf = registry_.find(tr.workflow(), tr.version()); !wf) {
+      to_dlq(*m, "unknown workflow '" + tr.workflow() + "' version " + std::to_string(tr.version()));
+    } else if (auto input = parse_json_object(tr.input_json().empty() ? "{}" : tr.input_json(),
+                                              limits::kMaxMessageBytes);
+               !input) {
+      to_dlq(*m, "trigger input: " + input.status().message());
+    } else {
+      std::string dedupe = tr.dedupe_key();
+      if (dedupe.empty() && !wf->dedupe_template.empty()) {
+        auto t = workflow::Template::parse(wf->dedupe_template);
+        if (t) {
+          auto r = t->render(nlohmann::json{{"input", *input}});
+          if (r) dedupe = std::move(r).value();
+        }
+      }
+      // Without a key, the message's own coordinates make redelivery idempotent.
+      if (dedupe.empty())
+        dedupe = "kafka:" + m->topic + ":" + std::to_string(m->partition) + ":" + std::to_string(m->offset);
+      std::string run_id = run_id_for_dedupe(wf->name, dedupe);
+      baton::v1::RunEvent ev;
+      ev.set_run_id(run_id);
+      ev.set_event_id(random_id());
+      ev.set_produced_unix_ms(now_unix_ms());
+      auto* s = ev.mutable_started();
+      s->set_workflow(wf->name);
+      s->set_version(wf->version);
+      s->set_input_json(tr.input_json().empty() ? "{}" : tr.input_json());
+      s->set_dedupe_key(dedupe);
+      s->set_requested_by(tr.source().empty() ? "trigger" : "trigger:" + tr.source());
+      Status ps = producer_->produce(events_topic_, run_id, ev.SerializeAsString());
+      if (!ps) {
+        spdlog::error("trigger -> events: {}", ps.to_string());
+        return;  // not committed: redelivered
+      }
+      ++produced;
+    }
+    commit = m->offset + 1;
+  }
+  if (produced > 0) {
+    Status f = producer_->flush(10000);
+    if (!f) {
+      // Do not commit the triggers: they come back and dedupe to the same runs.
+      spdlog::error("flushing started runs: {}", f.to_string());
+      to_commit_.erase(triggers_topic_);
+    }
+  }
+}
+
+bool Application::apply_events(std::vector<kafka::Message*>& events) {
+  const int64_t now = now_unix_ms();
+  struct Item {
+    kafka::Message* m;
+    int32_t p;
+    baton::v1::RunEvent ev;
+    RunState* st = nullptr;
+    int write_index = -1;
+    Transition t;
+    bool queued = false;
+  };
+  std::vector<Item> items;
+  items.reserve(events.size());
+  std::unordered_map<int32_t, int64_t> last_offset;
+  for (kafka::Message* m : events) {
+    auto pit = partitions_.find(m->partition);
+    if (pit == partitions_.end()) continue;  // not (or no longer) ours
+    last_offset[m->partition] = m->offset;
+    if (m->offset <= pit->second.applied) continue;
+    Item it{m, m->partition, {}, nullptr, -1, {}, false};
+    if (m->payload.size() > limits::kMaxMessageBytes) {
+      to_dlq(*m, "event exceeds " + std::to_string(limits::kMaxMessageBytes) + " bytes");
+      continue;
+    }
+    if (!it.ev.ParseFromString(m->payload) || it.ev.run_id().empty() ||
+        it.ev.body_case() == baton::v1::RunEvent::BODY_NOT_SET) {
+      to_dlq(*m, "not a baton.v1.RunEvent (or no run_id/body)");
+      continue;
+    }
+    items.push_back(std::move(it));
+  }
+
+  // Runs not cached (a late result for a finished run, or after a failure):
+  // load them in one pipeline.
+  std::vector<std::string> missing;
+  std::unordered_set<std::string> seen;
+  for (auto& it : items) {
+    if (it.ev.has_started()) continue;
+    auto& runs = partitions_[it.p].runs;
+    if (!runs.count(it.ev.run_id()) && seen.insert(it.ev.run_id()).second) missing.push_back(it.ev.run_id());
+  }
+  if (!missing.empty()) {
+    auto loaded = store_->load_runs(missing);
+    if (!loaded) {
+      spdlog::warn("loading runs: {}", loaded.status().to_string());
+      return false;
+    }
+    for (auto& lr : *loaded) {
+      if (lr.state.status != RunStatus::kRunning) continue;  // finished: late events are ignored
+      auto pit = partitions_.find(lr.state.partition);
+      if (pit == partitions_.end()) continue;
+      republish_outbox(lr.outbox);
+      std::string id = lr.state.run_id;
+      pit->second.runs.emplace(std::move(id), std::move(lr.state));
+    }
+  }
+
+  // Phase 1: record writes (their own hash slot), pipelined.
+  std::vector<RecordWriteRequest> writes;
+  for (auto& it : items) {
+    auto& runs = partitions_[it.p].runs;
+    auto rit = runs.find(it.ev.run_id());
+    if (rit != runs.end()) it.st = &rit->second;
+    if (!it.ev.has_step_result() || !it.st) continue;
+    auto wf = registry_.find(it.st->workflow, it.st->version);
+    if (!wf) continue;
+    auto req = engine_.record_write_for(*wf, *it.st, it.ev.step_result());
+    if (!req) continue;
+    it.write_index = static_cast<int>(writes.size());
+    store_->append_record_write(*req);
+    writes.push_back(std::move(*req));
+  }
+  std::vector<RecordWriteOutcome> outcomes;
+  if (!writes.empty()) {
+    auto r = store_->exec_record_writes(writes);
+    if (!r) {
+      spdlog::warn("record writes: {}", r.status().to_string());
+      return false;
+    }
+    outcomes = std::move(r).value();
+  }
+
+  // Phase 2: transitions, one baton_apply each, pipelined.
+  std::vector<Item*> queued;
+  std::unordered_set<std::string> touched;
+  for (auto& it : items) {
+    Partition& part = partitions_[it.p];
+    const std::string& run_id = it.ev.run_id();
+    if (it.ev.has_started()) {
+      if (part.runs.count(run_id)) continue;  // duplicate start of an in-flight run
+      const auto& s = it.ev.started();
+      auto wf = registry_.find(s.workflow(), s.version());
+      RunState& st = part.runs[run_id];
+      it.st = &st;
+      it.t = engine_.start(wf.get(), run_id, it.p, s, now, st);
+    } else if (!it.st) {
+      continue;  // unknown or finished run
+    } else if (it.ev.has_step_result()) {
+      auto wf = registry_.find(it.st->workflow, it.st->version);
+      if (!wf) {
+        spdlog::error("run {}: workflow {} v{} is not loaded; result ignored", run_id, it.st->workflow,
+                      it.st->version);
+        continue;
+      }
+      RecordWriteOutcome none;
+      const RecordWriteOutcome& w = it.write_index >= 0 ? outcomes[it.write_index] : none;
+      it.t = engine_.on_result(*wf, *it.st, it.ev.step_result(), w, now);
+    } else if (it.ev.has_timer()) {
+      auto wf = registry_.find(it.st->workflow, it.st->version);
+      if (!wf) continue;
+      Timer tm{it.ev.timer().kind() == baton::v1::TimerFired::RETRY ? TimerKind::kRetry : TimerKind::kTimeout,
+               it.ev.timer().step_id(), it.ev.timer().attempt(), now};
+      it.t = engine_.on_timer(*wf, *it.st, tm, now);
+    }
+    if (!it.t.changed) continue;
+    store_->append_apply(*it.st, it.t, part.epoch, it.m->offset, now);
+    it.queued = true;
+    touched.insert(run_id);
+    queued.push_back(&it);
+  }
+  auto replies = store_->exec_applies();
+  if (!replies) {
+    spdlog::warn("applying {} transitions: {}", queued.size(), replies.status().to_string());
+    // Our cached copies may be ahead of Redis: drop them, they reload.
+    for (auto& it : items)
+      if (auto pit = partitions_.find(it.p); pit != partitions_.end()) pit->second.runs.erase(it.ev.run_id());
+    return false;
+  }
+  for (std::size_t i = 0; i < queued.size(); ++i) {
+    Item& it = *queued[i];
+    auto pit = partitions_.find(it.p);
+    if (pit == partitions_.end()) continue;  // fenced earlier in this batch
+    const std::string run_id = it.ev.run_id();
+    switch ((*replies)[i]) {
+      case ApplyReply::kOk:
+        for (const auto& task : it.t.dispatch) publish(task);
+        if (!it.t.ending.empty()) pit->second.runs.erase(run_id);
+        break;
+      case ApplyReply::kFenced:
+        spdlog::warn("events partition {}: fenced by a newer owner; releasing it", it.p);
+        partitions_.erase(pit);
+        last_offset.erase(it.p);
+        break;
+      case ApplyReply::kExists:
+      case ApplyReply::kDup:
+      case ApplyReply::kMissing:
+      case ApplyReply::kError:
+        reload_run(it.p, run_id);
+        break;
+    }
+  }
+  for (const auto& [p, off] : last_offset) {
+    auto pit = partitions_.find(p);
+    if (pit == partitions_.end()) continue;
+    if (off > pit->second.applied) pit->second.applied = off;
+    to_commit_[events_topic_][p] = off + 1;
+  }
+  return true;
+}
+
+void Application::reload_run(int32_t partition, const std::string& run_id) {
+  auto pit = partitions_.find(partition);
+  if (pit == partitions_.end()) return;
+  pit->second.runs.erase(run_id);
+  auto loaded = store_->load_runs({run_id});
+  if (!loaded) return;  // loaded lazily by the next event or timer
+  for (auto& lr : *loaded) {
+    if (lr.state.status != RunStatus::kRunning) continue;
+    republish_outbox(lr.outbox);
+    pit->second.runs.emplace(run_id, std::move(lr.state));
+  }
+}
+
+void Application::scan_timers() {
+  std::vector<int32_t> parts;
+  parts.reserve(partitions_.size());
+  for (const auto& [p, _] : partitions_) parts.push_back(p);
+  if (parts.empty()) return;
+  const int64_t now = now_unix_ms();
+  auto due = store_->due_timers(parts, now, 512);
+  if (!due) {
+    spdlog::warn("timers: {}", due.status().to_string());
+    return;
+  }
+  if (due->empty()) return;
+  struct Fired {
+    int32_t p;
+    std::string run_id;
+    Transition t;
+  };
+  std::vector<Fired> fired;
+  std::unordered_map<int32_t, std::vector<std::string>> orphans;
+  for (const auto& [p, member] : *due) {
+    std::string run_id, step;
+    TimerKind kind;
+    uint32_t attempt = 0;
+    Partition& part = partitions_[p];
+    auto rit = part.runs.end();
+    if (parse_timer_member(member, run_id, kind, step, attempt)) rit = part.runs.find(run_id);
+    if (rit == part.runs.end()) {
+      orphans[p].push_back(member);
+      continue;
+    }
+    auto wf = registry_.find(rit->second.workflow, rit->second.version);
+    if (!wf) {
+      orphans[p].push_back(member);
+      continue;
+    }
+    Transition t = engine_.on_timer(*wf, rit->second, Timer{kind, step, attempt, now}, now);
+    store_->append_apply(rit->second, t, part.epoch, /*offset=*/-1, now);
+    fired.push_back({p, run_id, std::move(t)});
+  }
+  for (const auto& [p, members] : orphans) {
+    Status s = store_->drop_timers(p, members);
+    if (!s) spdlog::warn("dropping timers: {}", s.to_string());
+  }
+  if (fired.empty()) return;
+  auto replies = store_->exec_applies();
+  if (!replies) {
+    spdlog::warn("applying {} timers: {}", fired.size(), replies.status().to_string());
+    for (const auto& f : fired)
+      if (auto pit = partitions_.find(f.p); pit != partitions_.end()) pit->second.runs.erase(f.run_id);
+    return;
+  }
+  for (std::size_t i = 0; i < fired.size(); ++i) {
+    auto pit = partitions_.find(fired[i].p);
+    if (pit == partitions_.end()) continue;
+    switch ((*replies)[i]) {
+      case ApplyReply::kOk:
+        for (const auto& task : fired[i].t.dispatch) publish(task);
+        if (!fired[i].t.ending.empty()) pit->second.runs.erase(fired[i].run_id);
+        break;
+      case ApplyReply::kFenced:
+        spdlog::warn("events partition {}: fenced by a newer owner; releasing it", fired[i].p);
+        partitions_.erase(pit);
+        break;
+      default:
+        reload_run(fired[i].p, fired[i].run_id);
+        break;
+    }
+  }
+}
+
+void Application::publish(const baton::v1::Task& task) {
+  std::string run_id = task.run_id();
+  std::string field = outbox_field(task.step_id(), task.attempt());
+  Status s = producer_->produce(
+      keys::tasks_topic(opts_.ns, task.role()), task.run_id(), task.SerializeAsString(),
+      [this, run_id = std::move(run_id), field = std::move(field)](const Status& st) mutable {
+        if (!st) return;  // stays in the outbox; the step's timeout recovers it
+        std::lock_guard<std::mutex> lock(acks_mu_);
+        acks_.emplace_back(std::move(run_id), std::move(field));
+      });
+  if (!s) spdlog::warn("run {} step {}: publish failed: {}", task.run_id(), task.step_id(), s.to_string());
+}
+
+void Application::republish_outbox(const std::vector<std::pair<std::string, std::string>>& outbox) {
+  for (const auto& [field, bytes] : outbox) {
+    baton::v1::Task task;
+    if (!task.ParseFromString(bytes)) {
+      spdlog::error("outbox entry {} is not a Task; skipped", field);
+      continue;
+    }
+    publish(task);
+  }
+}
+
+void Application::drain_acks() {
+  std::vector<std::pair<std::string, std::string>> acks;
+  {
+    std::lock_guard<std::mutex> lock(acks_mu_);
+    acks.swap(acks_);
+  }
+  if (acks.empty()) return;
+  Status s = store_->ack_outbox(acks);
+  // A lost ack only leaves a task in the outbox: it is republished on reload
+  // and answered from the worker's done cache.
+  if (!s) spdlog::warn("outbox acks: {}", s.to_string());
+}
+
+void Application::maybe_commit(bool force) {
+  int64_t now = now_unix_ms();
+  if (!force && now - last_commit_ms_ < 200) return;
+  last_commit_ms_ = now;
+  std::vector<kafka::TopicPartition> offsets;
+  for (const auto& [topic, parts] : to_commit_)
+    for (const auto& [p, off] : parts) offsets.push_back({topic, p, off});
+  to_commit_.clear();
+  if (offsets.empty()) return;
+  Status s = consumer_->commit(offsets, /*async=*/!force);
+  if (!s) spdlog::warn("commit: {}", s.to_string());
+}
+
+}  // namespace baton::coordinator

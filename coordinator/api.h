@@ -1,0 +1,48 @@
+// The coordinator's HTTP control plane (docs/ARCHITECTURE.md §8):
+//   POST /v1/runs, GET /v1/runs/{id}, GET /healthz, GET /readyz.
+// Handlers run on the HTTP server's threads; each thread has its own Redis
+// connection (hiredis connections are not thread-safe). Changes to a run are
+// never made here: a start becomes a RunStarted event on baton.<ns>.events.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "common/http/http.h"
+#include "common/kafka/kafka.h"
+#include "common/redis/client.h"
+#include "common/workflow/parser.h"
+#include "coordinator/engine.h"
+
+namespace baton::coordinator {
+
+struct ApiOptions {
+  std::string ns = "dev";
+  redis::Endpoint redis;
+  int produce_timeout_ms = 10000;
+};
+
+class Api {
+ public:
+  Api(ApiOptions opts, const workflow::Registry& registry, kafka::Producer& producer,
+      const std::atomic<bool>& ready)
+      : opts_(std::move(opts)), registry_(registry), producer_(producer), ready_(ready) {}
+
+  http::Response handle(const http::Request& req);
+
+ private:
+  http::Response start_run(const http::Request& req);
+  http::Response get_run(std::string_view run_id);
+  redis::Client* redis_for_thread();
+
+  ApiOptions opts_;
+  const workflow::Registry& registry_;
+  kafka::Producer& producer_;
+  const std::atomic<bool>& ready_;
+};
+
+// Builds the GET /v1/runs/{id} body from a loaded run (shared with batonctl tests).
+std::string render_run_json(const RunState& st, const workflow::Workflow* wf);
+
+}  // namespace baton::coordinator

@@ -1,0 +1,103 @@
+// The coordinator process: wires the engine to Kafka, Redis and HTTP.
+//
+// Threads: the main loop (run()) owns the consumer, the partition state and
+// the run store; the producer's poller thread runs delivery callbacks (they
+// only enqueue outbox acks); the HTTP server's threads serve the API.
+// One owner per run: only the replica that owns an events partition changes
+// the runs on it, fenced by that partition's epoch in Redis.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/http/http.h"
+#include "common/kafka/kafka.h"
+#include "common/redis/client.h"
+#include "common/workflow/parser.h"
+#include "coordinator/api.h"
+#include "coordinator/engine.h"
+#include "coordinator/run_store.h"
+
+namespace baton::coordinator {
+
+struct Options {
+  std::string brokers;
+  std::string redis = "127.0.0.1:6379";
+  std::string ns = "dev";
+  std::string workflows_dir;
+  std::string http = "127.0.0.1:8080";
+  std::string http_port_file;
+  int fetch_wait_ms = 2;
+  double linger_ms = 0.5;
+  std::size_t max_batch = 2048;
+  int timer_scan_ms = 50;
+};
+
+class Application {
+ public:
+  explicit Application(Options opts);
+  ~Application();
+
+  // Loads workflows, connects, loads the Redis library, starts HTTP.
+  Status init();
+  // Serves until stop() (called from a signal handler thread or test).
+  Status run();
+  void stop() { stop_.store(true); }
+  int http_port() const;
+
+ private:
+  struct Partition {
+    int64_t epoch = 0;
+    int64_t applied = -1;
+    std::unordered_map<std::string, RunState> runs;  // in-flight runs of this partition
+  };
+
+  // Rebalance (called inside poll_batch on the main thread).
+  void on_assigned(const std::vector<kafka::TopicPartition>& parts);
+  void on_revoked(const std::vector<kafka::TopicPartition>& parts);
+  Status take_partition(int32_t p);
+
+  void process_batch(std::vector<kafka::Message>& msgs);
+  // Applies the events of one batch; false when Redis failed (caller retries).
+  bool apply_events(std::vector<kafka::Message*>& events);
+  void handle_triggers(std::vector<kafka::Message*>& triggers);
+  void scan_timers();
+  void drain_acks();
+  void maybe_commit(bool force);
+
+  void publish(const baton::v1::Task& task);
+  void republish_outbox(const std::vector<std::pair<std::string, std::string>>& outbox);
+  // Reloads one run from Redis into its partition cache (and republishes its
+  // outbox); erases it when it is gone or finished.
+  void reload_run(int32_t partition, const std::string& run_id);
+  void to_dlq(const kafka::Message& m, const std::string& error);
+
+  Options opts_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> ready_{false};
+  workflow::Registry registry_;
+  Engine engine_;
+  std::unique_ptr<kafka::Producer> producer_;
+  std::unique_ptr<kafka::Consumer> consumer_;
+  std::unique_ptr<RunStore> store_;
+  std::unique_ptr<Api> api_;
+  std::unique_ptr<http::Server> http_;
+  std::string events_topic_;
+  std::string triggers_topic_;
+
+  std::unordered_map<int32_t, Partition> partitions_;
+  // Next offsets to commit per (topic, partition).
+  std::unordered_map<std::string, std::unordered_map<int32_t, int64_t>> to_commit_;
+  int64_t last_commit_ms_ = 0;
+  int64_t next_timer_scan_ms_ = 0;
+
+  std::mutex acks_mu_;
+  std::vector<std::pair<std::string, std::string>> acks_;  // (run_id, outbox field)
+};
+
+}  // namespace baton::coordinator

@@ -1,0 +1,176 @@
+// The coordinator's engine: a pure state machine. (run state, event, now) ->
+// (new run state, effects). No I/O, no clock, no randomness: everything it
+// needs is an argument, so it is tested exhaustively without servers.
+//
+// The run store turns a Transition's effects into one atomic, fenced Redis
+// call (baton_apply); the dispatcher publishes the tasks it lists.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/workflow/workflow.h"
+#include "proto/baton/v1/baton.pb.h"
+
+namespace baton::coordinator {
+
+enum class RunStatus { kRunning, kCompleted, kException };
+enum class StepStatus { kPending, kRunning, kRetryWait, kSucceeded, kFailed };
+
+const char* to_string(RunStatus s);
+const char* to_string(StepStatus s);
+
+struct StepState {
+  StepStatus status = StepStatus::kPending;
+  uint32_t attempt = 0;  // current attempt (0: never dispatched)
+  int64_t dispatched_ms = 0;
+  int64_t started_ms = 0;   // as reported by the worker
+  int64_t finished_ms = 0;  // as reported by the worker
+  std::string worker_id;
+  std::string error_code;
+  std::string error_message;
+
+  nlohmann::json to_json() const;
+  static StepState from_json(const nlohmann::json& j);
+};
+
+struct RunState {
+  std::string run_id;
+  std::string workflow;
+  uint32_t version = 0;
+  RunStatus status = RunStatus::kRunning;
+  std::string reason;  // exception reason code (empty unless kException)
+  std::string reason_detail;
+  std::string record_key;  // rendered from the workflow's record template ("" = none)
+  std::string dedupe_key;
+  int32_t partition = 0;
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+  int64_t ended_ms = 0;
+  uint32_t steps_executed = 0;  // dispatches so far (bounded by workflow max_steps)
+  std::map<std::string, StepState, std::less<>> steps;
+  nlohmann::json input = nlohmann::json::object();
+  nlohmann::json context = nlohmann::json::object();  // {"<step>": output}
+
+  // Redis layout (docs/ARCHITECTURE.md §4): run hash fields and ctx hash fields.
+  std::vector<std::pair<std::string, std::string>> header_fields() const;
+  static std::string step_field(std::string_view step_id) { return "step:" + std::string(step_id); }
+  static std::string output_field(std::string_view step_id) { return "out:" + std::string(step_id); }
+  // Rebuilds a run from HGETALL replies of its run hash and ctx hash.
+  // false when the run hash lacks the mandatory fields.
+  static bool from_hashes(std::string_view run_id,
+                          const std::vector<std::pair<std::string, std::string>>& run_hash,
+                          const std::vector<std::pair<std::string, std::string>>& ctx_hash,
+                          RunState& out);
+};
+
+// A timer in the partition's timers zset. Member "<run>|<kind>|<step>|<attempt>".
+enum class TimerKind { kTimeout, kRetry };
+struct Timer {
+  TimerKind kind;
+  std::string step_id;
+  uint32_t attempt = 0;
+  int64_t due_ms = 0;
+};
+std::string timer_member(std::string_view run_id, TimerKind kind, std::string_view step, uint32_t attempt);
+// Parses a member; false when malformed.
+bool parse_timer_member(std::string_view member, std::string& run_id, TimerKind& kind,
+                        std::string& step, uint32_t& attempt);
+
+struct AuditRecord {
+  std::string kind;   // run_started, task_dispatched, step_result, record_written, ...
+  std::string actor;  // "coordinator", a worker id, a user
+  int64_t at_ms = 0;
+  nlohmann::json detail;
+};
+
+// The outcome of applying a result's record writes (baton_record_write).
+struct RecordWriteOutcome {
+  enum class Kind { kNone, kApplied, kCollision, kForbidden } kind = Kind::kNone;
+  int64_t version = 0;      // new version (applied) or current version (collision)
+  std::string field;        // forbidden field
+  // field -> {old JSON text, new JSON text}
+  std::vector<std::pair<std::string, std::pair<std::string, std::string>>> changes;
+};
+
+// A write the engine asks for before it can decide a step result.
+struct RecordWriteRequest {
+  std::string record_key;
+  std::string idempotency_key;  // "<run>:<step>:<attempt>"
+  std::string writer;           // "<run>:<step>"
+  int64_t version_read = 0;
+  std::vector<std::string> allowed;
+  std::vector<std::pair<std::string, std::string>> fields;  // field -> JSON text
+};
+
+// Everything a transition changes. Empty `run_fields` and no other effect
+// means the event changed nothing (e.g. a late result was only recorded).
+struct Transition {
+  bool is_new = false;   // the run did not exist before (RunStarted)
+  bool changed = false;  // something to write
+  std::vector<std::pair<std::string, std::string>> run_fields;
+  std::vector<std::pair<std::string, std::string>> ctx_fields;
+  std::vector<baton::v1::Task> dispatch;  // to publish; also stored in the outbox
+  std::vector<std::string> outbox_dels;   // "<step>:<attempt>"
+  std::vector<std::pair<std::string, int64_t>> timers_add;  // member, due ms
+  std::vector<std::string> timers_del;
+  std::vector<AuditRecord> audit;
+  std::string ending;            // "" (running), "completed", "exception"
+  std::string exception_reason;  // set when ending == "exception"
+};
+
+// Outbox field for a dispatched task.
+std::string outbox_field(std::string_view step_id, uint32_t attempt);
+
+struct EngineOptions {
+  std::string ns = "dev";
+};
+
+class Engine {
+ public:
+  explicit Engine(EngineOptions opts) : opts_(std::move(opts)) {}
+
+  // A new run. `wf` is null when the workflow/version is unknown: the run is
+  // created directly in the exception state so the request is not lost.
+  Transition start(const workflow::Workflow* wf, std::string_view run_id, int32_t partition,
+                   const baton::v1::RunStarted& started, int64_t now_ms, RunState& state) const;
+
+  // The record write a step result asks for, if any: only for the current
+  // attempt of a running step, with status OK, a valid output contract and a
+  // non-empty writes object. Otherwise nullopt (on_result then decides).
+  std::optional<RecordWriteRequest> record_write_for(const workflow::Workflow& wf, const RunState& state,
+                                                     const baton::v1::StepResult& r) const;
+
+  // A step result. `write` is the outcome of record_write_for's request (kNone
+  // when there was none).
+  Transition on_result(const workflow::Workflow& wf, RunState& state, const baton::v1::StepResult& r,
+                       const RecordWriteOutcome& write, int64_t now_ms) const;
+
+  // A due timer of this run.
+  Transition on_timer(const workflow::Workflow& wf, RunState& state, const Timer& t, int64_t now_ms) const;
+
+  // Checks `output` against a step's contract: "" when valid, else the reason.
+  static std::string check_contract(const workflow::Step& step, const nlohmann::json& output);
+  // Delay before attempt `next_attempt` (2..n): backoff * multiplier^(n-2), capped.
+  static int64_t backoff_ms(const workflow::RetryPolicy& p, uint32_t next_attempt);
+
+ private:
+  void dispatch(const workflow::Workflow& wf, const workflow::Step& step, RunState& st, uint32_t attempt,
+                int64_t now, Transition& t) const;
+  void fail_attempt(const workflow::Workflow& wf, const workflow::Step& step, RunState& st,
+                    const std::string& code, const std::string& message, bool retryable, int64_t now,
+                    Transition& t) const;
+  void end_run(RunState& st, RunStatus status, const std::string& reason, const std::string& detail,
+               int64_t now, Transition& t) const;
+  void touch_step(const RunState& st, std::string_view step_id, Transition& t) const;
+
+  EngineOptions opts_;
+};
+
+}  // namespace baton::coordinator
