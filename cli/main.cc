@@ -1,1 +1,85 @@
-int main() { return 0; }  // placeholder: being written
+// batonctl: the operator's CLI (docs: cli/README.md).
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <exception>
+
+#include "cli/api.h"
+#include "cli/commands.h"
+#include "cli/dev.h"
+#include "common/util/log.h"
+
+int main(int argc, char** argv) {
+  using namespace baton::cli;
+  CLI::App app{"batonctl: run Baton workflows and a local dev fleet"};
+  app.require_subcommand(1);
+  std::string log_level;
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error (default: $BATON_LOG_LEVEL or info)");
+
+  // dev
+  DevOptions dev;
+  auto* dev_cmd = app.add_subcommand("dev", "start broker, redis, coordinator and one worker per role; Ctrl-C stops all");
+  dev_cmd->add_option("--workflows", dev.workflows, "workflows directory")->capture_default_str();
+  dev_cmd->add_option("--namespace", dev.ns, "namespace (topic and key prefix)")->capture_default_str();
+  dev_cmd->add_option("--http", dev.http, "coordinator HTTP address HOST:PORT (port 0: any free port)")
+      ->capture_default_str();
+  dev_cmd->add_option("--partitions", dev.partitions, "partitions per topic")->capture_default_str();
+  dev_cmd->add_option("--state-dir", dev.state_dir, "where env.json and logs/ go")->capture_default_str();
+  dev_cmd->add_option("--concurrency", dev.concurrency, "tasks in flight per worker")->capture_default_str();
+
+  // shared by run and get
+  std::string api_flag;
+  std::string state_dir = kDefaultStateDir;
+  auto add_api = [&](CLI::App* c) {
+    c->add_option("--api", api_flag, "API base URL (else $BATON_API, else <state-dir>/env.json, else " +
+                                         std::string(kDefaultApi) + ")");
+    c->add_option("--state-dir", state_dir, "dev state dir holding env.json")->capture_default_str();
+  };
+
+  // run
+  RunOptions run;
+  auto* run_cmd = app.add_subcommand("run", "start a run (or one per line of a .jsonl file) and optionally wait");
+  run_cmd->add_option("workflow", run.workflow, "workflow name")->required();
+  auto* in1 = run_cmd->add_option("--input", run.input_file, "input: a JSON object file");
+  auto* inn = run_cmd->add_option("--inputs", run.inputs_file, "inputs: JSON lines, one run per line");
+  in1->excludes(inn);
+  run_cmd->add_flag("--wait", run.wait, "wait for the run(s) to end");
+  run_cmd->add_option("--timeout", run.timeout_s, "seconds to wait")->capture_default_str()->check(CLI::PositiveNumber);
+  run_cmd->add_option("--dedupe", run.dedupe, "dedupe key (same key, same run)");
+  run_cmd->add_option("--version", run.version, "workflow version (default: latest)");
+  run_cmd->add_option("-o,--output", run.output, "text or json")->capture_default_str()->check(CLI::IsMember({"text", "json"}));
+  run_cmd->add_option("--expect", run.expect_file,
+                      "with --inputs --wait: JSON lines of expected {<id field>, outcome, step}; exit 1 on a mismatch");
+  run_cmd->add_option("--parallel", run.parallel, "threads submitting/polling a batch")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  add_api(run_cmd);
+
+  // get
+  std::string run_id;
+  auto* get_cmd = app.add_subcommand("get", "print a run as JSON");
+  get_cmd->add_option("run_id", run_id, "run id")->required();
+  add_api(get_cmd);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    baton::init_logging("batonctl", log_level);
+    if (*dev_cmd) {
+      dev.log_level = log_level;
+      return run_dev(dev);
+    }
+    if (*run_cmd) {
+      run.api = resolve_api(api_flag, state_dir);
+      return run_command(run);
+    }
+    if (*get_cmd) return get_command(resolve_api(api_flag, state_dir), run_id);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "batonctl: %s\n", e.what());
+    return kExitError;
+  }
+  return kExitError;
+}

@@ -1,0 +1,32 @@
+// `batonctl dev`: the whole fleet on one machine (docs: cli/README.md).
+#pragma once
+
+#include <string>
+
+namespace baton::cli {
+
+struct DevOptions {
+  std::string workflows = "examples/lead-to-meeting";
+  std::string ns = "dev";
+  std::string http = "127.0.0.1:8080";  // port 0: the coordinator picks one (read back from its port file)
+  int partitions = 8;
+  std::string state_dir = ".baton/dev";
+  int concurrency = 8;
+  std::string log_level;  // passed to the coordinator and the workers when set
+};
+
+// Exit codes of run_dev.
+inline constexpr int kDevOk = 0;        // stopped by SIGINT/SIGTERM, everything cleaned up
+inline constexpr int kDevFailed = 1;    // a child failed to start or died; everything stopped
+inline constexpr int kDevBadConfig = 2; // the workflows could not be loaded (file:line:col printed)
+
+// Loads the workflows, starts baton-broker, redis-server, baton-coordinator and
+// one baton-worker per role (siblings of this executable; redis-server from
+// PATH), waits until each is ready, writes <state_dir>/env.json and supervises
+// until SIGINT/SIGTERM or a child's unexpected exit. Must be called from the
+// main thread before any other thread is started (it takes over SIGINT,
+// SIGTERM and SIGCHLD). Always stops and reaps every child it started and
+// removes its temp dir and env.json before returning.
+int run_dev(const DevOptions& opts);
+
+}  // namespace baton::cli
