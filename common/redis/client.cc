@@ -325,6 +325,7 @@ Result<Endpoint> parse_endpoint(std::string_view s) {
   }
   std::string_view host = rest;
   std::string_view port;
+  bool has_port = false;
   if (!rest.empty() && rest.front() == '[') {  // [::1]:6379
     auto close = rest.find(']');
     if (close == std::string_view::npos) return invalid("redis endpoint: unclosed '[' in '" + std::string(s) + "'");
@@ -333,14 +334,16 @@ Result<Endpoint> parse_endpoint(std::string_view s) {
     if (!tail.empty()) {
       if (tail.front() != ':') return invalid("redis endpoint: expected ':' after ']' in '" + std::string(s) + "'");
       port = tail.substr(1);
+      has_port = true;
     }
   } else if (auto colon = rest.rfind(':'); colon != std::string_view::npos) {
     host = rest.substr(0, colon);
     port = rest.substr(colon + 1);
+    has_port = true;
   }
   if (host.empty()) return invalid("redis endpoint: no host in '" + std::string(s) + "'");
   ep.host = std::string(host);
-  if (!port.empty()) {
+  if (has_port) {
     int p = 0;
     auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
     if (ec != std::errc() || end != port.data() + port.size() || p < 1 || p > 65535)
