@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   using namespace baton::cli;
   CLI::App app{"batonctl: run Baton workflows and a local dev fleet"};
   app.require_subcommand(1);
+  app.fallthrough();  // `batonctl dev --log-level debug` as well as `batonctl --log-level debug dev`
   std::string log_level;
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error (default: $BATON_LOG_LEVEL or info)");
 
