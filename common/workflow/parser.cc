@@ -1,5 +1,6 @@
 #include "common/workflow/parser.h"
 
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -190,7 +191,11 @@ class Parser {
     std::vector<YAML::Node> docs;
     try {
       docs = YAML::LoadAll(std::string(text));
-    } catch (const YAML::Exception& e) {  // ParserException, DeepRecursion
+    } catch (const YAML::DeepRecursion& e) {
+      // yaml-cpp's own guard (far above ours) says "bad file"; say what it means.
+      fail(e.mark, "nesting is deeper than " + std::to_string(limits::kMaxYamlDepth) + " levels");
+      return err_;
+    } catch (const YAML::Exception& e) {  // ParserException and the rest
       fail(e.mark, "YAML syntax error: " + e.msg);
       return err_;
     }
@@ -205,8 +210,11 @@ class Parser {
     const YAML::Node& root = docs[0];
     std::size_t visits = 0;
     if (!check_shape(root, 1, visits)) return err_;
+    text_ = text;
     if (!root.IsMap()) {
-      fail(root.Mark(), "the top level must be a map, got " + describe(root));
+      // A null document's mark points past it: 1:1 is more honest.
+      fail(root.IsNull() ? YAML::Mark::null_mark() : root.Mark(),
+           "the top level must be a map, got " + describe(root));
       return err_;
     }
     auto wf = std::make_shared<Workflow>();
@@ -364,8 +372,6 @@ class Parser {
     auto t = Template::parse(out);
     if (t) return true;
     // Template errors read "column N: reason"; N is 1-based inside the string.
-    // The position in the file is approximate for quoted strings with escapes
-    // and for block scalars.
     const std::string& msg = t.status().message();
     int col_in = 1;
     std::string reason = msg;
@@ -376,9 +382,36 @@ class Parser {
         reason = msg.substr(colon + 2);
       }
     }
-    YAML::Mark m = e.value.Mark();
-    m.column += col_in - 1 + (e.value.Tag() == "!" ? 1 : 0);
-    return fail(m, "invalid template in " + code(label) + ": " + reason);
+    return fail(position_in(e.value, out, static_cast<std::size_t>(std::max(col_in, 1) - 1)),
+                "invalid template in " + code(label) + ": " + reason);
+  }
+
+  // Where byte `offset` of a scalar's value sits in the file. Exact for plain
+  // and quoted one-line scalars without escapes and for literal blocks (|);
+  // approximate for escapes, folded blocks (>) and multi-line flow scalars.
+  YAML::Mark position_in(const YAML::Node& n, const std::string& value, std::size_t offset) {
+    YAML::Mark m = n.Mark();
+    offset = std::min(offset, value.size());
+    const auto pos = static_cast<std::size_t>(std::max(m.pos, 0));
+    const char first = pos < text_.size() ? text_[pos] : '\0';
+    if (first == '|' || first == '>') {
+      // Content starts on the next line, indented like its first line.
+      std::size_t line_start = text_.find('\n', pos);
+      if (line_start == std::string_view::npos) return m;
+      ++line_start;
+      std::size_t indent = 0;
+      while (line_start + indent < text_.size() && text_[line_start + indent] == ' ') ++indent;
+      std::size_t lines = 0, last_nl = std::string::npos;
+      for (std::size_t i = 0; i < offset; ++i) {
+        if (value[i] == '\n') ++lines, last_nl = i;
+      }
+      std::size_t col = last_nl == std::string::npos ? offset : offset - last_nl - 1;
+      m.line += 1 + static_cast<int>(lines);
+      m.column = static_cast<int>(indent + col);
+      return m;
+    }
+    m.column += static_cast<int>(offset) + (first == '"' || first == '\'' ? 1 : 0);
+    return m;
   }
 
   // ---- JSON for agent config ----------------------------------------------
@@ -721,6 +754,7 @@ class Parser {
   }
 
   std::string file_;
+  std::string_view text_;  // the document, for positions inside block scalars
   Status err_;
   std::vector<StepMarks> marks_;  // parallel to Workflow::steps
 };
