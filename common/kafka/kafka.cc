@@ -12,6 +12,7 @@
 #include <chrono>
 #include <exception>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "common/util/keys.h"
@@ -128,12 +129,20 @@ class LogEvents final : public RdKafka::EventCb {
         case RdKafka::Event::EVENT_LOG:
           spdlog::log(level_for(event.severity()), "librdkafka {}: {}", event.fac(), event.str());
           break;
-        case RdKafka::Event::EVENT_ERROR:
+        case RdKafka::Event::EVENT_ERROR: {
           // Transport errors, brokers down and the like are retried by the
-          // client itself; a fatal one makes the handle unusable.
-          spdlog::log(event.fatal() ? spdlog::level::err : spdlog::level::warn, "librdkafka error{}: {}: {}",
-                      event.fatal() ? " (fatal)" : "", RdKafka::err2str(event.err()), event.str());
+          // client itself (and a connect failure already came as a FAIL log
+          // line); a fatal one makes the handle unusable.
+          auto level = spdlog::level::warn;
+          if (event.fatal()) {
+            level = spdlog::level::err;
+          } else if (event.err() == RdKafka::ERR__TRANSPORT || event.err() == RdKafka::ERR__RESOLVE) {
+            level = spdlog::level::debug;
+          }
+          spdlog::log(level, "librdkafka error{}: {}: {}", event.fatal() ? " (fatal)" : "",
+                      RdKafka::err2str(event.err()), event.str());
           break;
+        }
         case RdKafka::Event::EVENT_THROTTLE:
           spdlog::debug("librdkafka throttled {} ms by broker {}", event.throttle_time(), event.broker_name());
           break;
@@ -151,8 +160,7 @@ class LogEvents final : public RdKafka::EventCb {
       case RdKafka::Event::EVENT_SEVERITY_ALERT:
       case RdKafka::Event::EVENT_SEVERITY_CRITICAL:
         return spdlog::level::critical;
-      case RdKafka::Event::EVENT_SEVERITY_ERROR:
-        return spdlog::level::err;
+      case RdKafka::Event::EVENT_SEVERITY_ERROR:  // mostly connect failures, which it retries
       case RdKafka::Event::EVENT_SEVERITY_WARNING:
         return spdlog::level::warn;
       case RdKafka::Event::EVENT_SEVERITY_NOTICE:
@@ -231,17 +239,22 @@ Result<std::unique_ptr<RdKafka::Conf>> make_conf(const KafkaConfig& cfg, const S
   return conf;
 }
 
-// Name -> partition count of every topic the cluster knows (a list-all
-// metadata request, so nothing is auto-created by asking).
-Result<std::map<std::string, int32_t>> list_topics(RdKafka::Handle& handle, int timeout_ms) {
+// What a list-all metadata request tells (nothing is auto-created by asking).
+struct ClusterInfo {
+  std::map<std::string, int32_t> topics;  // name -> partition count
+  std::set<int32_t> brokers;
+};
+
+Result<ClusterInfo> describe_cluster(RdKafka::Handle& handle, int timeout_ms) {
   RdKafka::Metadata* raw = nullptr;
   RdKafka::ErrorCode err = handle.metadata(true, nullptr, &raw, timeout_ms);
   if (err != RdKafka::ERR_NO_ERROR) return to_status(err, "kafka metadata");
   std::unique_ptr<RdKafka::Metadata> md(raw);
-  std::map<std::string, int32_t> out;
+  ClusterInfo out;
+  for (const RdKafka::BrokerMetadata* b : *md->brokers()) out.brokers.insert(b->id());
   for (const RdKafka::TopicMetadata* t : *md->topics()) {
     if (t->err() != RdKafka::ERR_NO_ERROR) continue;
-    out[t->topic()] = static_cast<int32_t>(t->partitions()->size());
+    out.topics[t->topic()] = static_cast<int32_t>(t->partitions()->size());
   }
   return out;
 }
@@ -328,10 +341,10 @@ class KafkaProducer final : public Producer {
   }
 
   Result<int32_t> partition_count(std::string_view topic, int timeout_ms) override {
-    auto topics = list_topics(*producer_, timeout_ms);
-    if (!topics) return topics.status();
-    auto it = topics->find(std::string(topic));
-    if (it == topics->end()) return not_found("kafka topic " + std::string(topic) + " does not exist");
+    auto cluster = describe_cluster(*producer_, timeout_ms);
+    if (!cluster) return cluster.status();
+    auto it = cluster->topics.find(std::string(topic));
+    if (it == cluster->topics.end()) return not_found("kafka topic " + std::string(topic) + " does not exist");
     return it->second;
   }
 
@@ -579,9 +592,10 @@ class KafkaConsumerImpl final : public Consumer, private RdKafka::RebalanceCb, p
 // ---------------------------------------------------------------------------
 // Admin.
 
-// Brokers without the CreateTopics API (baton-broker, i.e. librdkafka's mock
-// cluster) create a topic when a producer asks for its metadata, with the
-// broker's default partition count.
+// For clusters where the admin API cannot work (baton-broker, i.e.
+// librdkafka's mock cluster: it names no live controller and has no
+// CreateTopics): such brokers create a topic when a producer asks for its
+// metadata, with the broker's default partition count.
 Status auto_create_topics(RdKafka::Producer& p, const std::vector<std::string>& missing, int partitions,
                           int timeout_ms) {
   for (const std::string& name : missing) {
@@ -645,17 +659,23 @@ Status create_topics(const KafkaConfig& cfg, const std::vector<std::string>& top
 
   // Only ask for what is missing: cheap on restart, and works on brokers
   // without the admin API when everything is there already.
-  auto existing = list_topics(p, timeout_ms);
-  if (!existing) return existing.status();
+  auto cluster = describe_cluster(p, timeout_ms);
+  if (!cluster) return cluster.status();
   std::vector<std::string> missing;
   for (const std::string& t : topics) {
-    if (!existing->count(t) && std::find(missing.begin(), missing.end(), t) == missing.end()) {
+    if (!cluster->topics.count(t) && std::find(missing.begin(), missing.end(), t) == missing.end()) {
       missing.push_back(t);
     }
   }
   if (missing.empty()) return Status::ok();
 
   rd_kafka_t* rk = p.c_ptr();
+  // Admin requests go to the controller; without one they would only time out.
+  const int32_t controller = rd_kafka_controllerid(rk, timeout_ms);
+  if (controller < 0 || !cluster->brokers.count(controller)) {
+    spdlog::info("kafka: cluster names no live controller (id {}); creating topics by auto-creation", controller);
+    return auto_create_topics(p, missing, partitions, timeout_ms);
+  }
   char errstr[512];
   std::vector<rd_kafka_NewTopic_t*> news;
   auto cleanup_news = [&] { rd_kafka_NewTopic_destroy_array(news.data(), news.size()); };
