@@ -51,8 +51,15 @@ local function call_chunked(cmd, key, args, first, count, width)
   end
 end
 
+local APPLY_WIDTHS = {2, 2, 2, 1, 2, 1, 4}
+local APPLY_SECTIONS = {'run fields', 'ctx fields', 'outbox puts', 'outbox dels', 'timer adds', 'timer dels',
+                        'audit entries'}
+
 local function baton_apply(keys, args)
-  local epoch = tonumber(redis.call('GET', keys[5]) or '0')
+  -- One round trip for both partition counters (the offset check needs the
+  -- second only for offsets >= 0, the common case).
+  local counters = redis.call('MGET', keys[5], keys[6])
+  local epoch = tonumber(counters[1] or '0')
   if tonumber(args[1]) ~= epoch then
     return redis.error_reply('FENCED ' .. epoch)
   end
@@ -66,16 +73,14 @@ local function baton_apply(keys, args)
   local now = args[5]
   if run_id == nil or run_id == '' then return redis.error_reply('ERR baton_apply: no run id') end
   if tonumber(now) == nil then return redis.error_reply('ERR baton_apply: bad now') end
-  local widths = {2, 2, 2, 1, 2, 1, 4}
-  local names = {'run fields', 'ctx fields', 'outbox puts', 'outbox dels', 'timer adds', 'timer dels',
-                 'audit entries'}
   local first, count = {}, {}
   local i = 6
   for s = 1, 7 do
-    local n = section_count(args, i, widths[s])
-    if n == nil then return redis.error_reply('ERR baton_apply: bad ' .. names[s] .. ' count') end
+    local w = APPLY_WIDTHS[s]
+    local n = section_count(args, i, w)
+    if n == nil then return redis.error_reply('ERR baton_apply: bad ' .. APPLY_SECTIONS[s] .. ' count') end
     first[s], count[s] = i + 1, n
-    i = i + 1 + widths[s] * n
+    i = i + 1 + w * n
   end
   for k = 0, count[5] - 1 do
     if tonumber(args[first[5] + 2 * k + 1]) == nil then
@@ -87,7 +92,7 @@ local function baton_apply(keys, args)
   if ending == nil then return redis.error_reply('ERR baton_apply: no ending') end
 
   if offset >= 0 then
-    local applied = tonumber(redis.call('GET', keys[6]) or '-1')
+    local applied = tonumber(counters[2] or '-1')
     if offset <= applied then
       return redis.status_reply('DUP')
     end
