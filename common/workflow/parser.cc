@@ -33,13 +33,11 @@ const std::vector<std::string> kTopKeys = {"name",   "version",   "description",
 const std::vector<std::string> kTopPlanned = {"budget", "schedule", "window", "agents"};
 const std::vector<std::string> kStepKeys = {"id",     "role", "agent",   "writes",
                                             "output", "next", "timeout", "retry"};
-const std::vector<std::string> kStepPlanned = {"route",    "handoff",      "parallel", "join",
-                                               "loop",     "approval",     "approve_when",
-                                               "planner",  "lock",         "on_collision",
-                                               "input"};
+const std::vector<std::string> kStepPlanned = {"route", "handoff",      "parallel",     "join",
+                                               "loop",  "approval",     "approve_when", "planner",
+                                               "lock",  "on_collision", "input"};
 const std::vector<std::string> kTriggerKeys = {"topic", "dedupe"};
-const std::vector<std::string> kRetryKeys = {"max_attempts", "backoff", "max_backoff",
-                                             "multiplier"};
+const std::vector<std::string> kRetryKeys = {"max_attempts", "backoff", "max_backoff", "multiplier"};
 const std::vector<std::string> kContractTypes = {"string", "number", "integer", "boolean",
                                                  "object", "array",  "any"};
 
@@ -117,8 +115,7 @@ Kind kind_of(const YAML::Node& n) {
   std::string_view body = s;
   if (!body.empty() && (body[0] == '-' || body[0] == '+')) body.remove_prefix(1);
   if (all_digits(body)) return Kind::kInt;
-  if (body == ".inf" || body == ".Inf" || body == ".INF" || s == ".nan" || s == ".NaN" ||
-      s == ".NAN")
+  if (body == ".inf" || body == ".Inf" || body == ".INF" || s == ".nan" || s == ".NaN" || s == ".NAN")
     return Kind::kFloat;
   // [0-9]*(\.[0-9]*)?([eE][-+]?[0-9]+)? with at least one digit before the exponent.
   std::size_t i = 0, digits = 0;
@@ -184,8 +181,9 @@ class Parser {
 
   Result<WorkflowPtr> run(std::string_view text) {
     if (text.size() > limits::kMaxWorkflowFileBytes) {
-      fail_at(1, 1, "file is " + std::to_string(text.size()) + " bytes, more than the limit of " +
-                        std::to_string(limits::kMaxWorkflowFileBytes));
+      fail_at(1, 1,
+              "file is " + std::to_string(text.size()) + " bytes, more than the limit of " +
+                  std::to_string(limits::kMaxWorkflowFileBytes));
       return err_;
     }
     std::vector<YAML::Node> docs;
@@ -271,8 +269,8 @@ class Parser {
       std::string name = k.Scalar();
       auto [pos, inserted] = first_line.emplace(name, k.Mark().line + 1);
       if (!inserted) {
-        return fail(k, "duplicate key " + code(name) + " (first at line " +
-                           std::to_string(pos->second) + ")");
+        return fail(k,
+                    "duplicate key " + code(name) + " (first at line " + std::to_string(pos->second) + ")");
       }
       out.push_back({k, v, std::move(name)});
     }
@@ -280,8 +278,8 @@ class Parser {
   }
 
   bool unknown_key(const Entry& e, std::string_view where, const std::vector<std::string>& allowed) {
-    std::string reason = "unknown key " + code(e.name) + " " + std::string(where) +
-                         " (allowed: " + join(allowed) + ")";
+    std::string reason =
+        "unknown key " + code(e.name) + " " + std::string(where) + " (allowed: " + join(allowed) + ")";
     std::string home;
     if (contains(kTopKeys, e.name) || contains(kTopPlanned, e.name)) home = "at the top level";
     if (contains(kStepKeys, e.name) || contains(kStepPlanned, e.name)) home = "in a step";
@@ -307,8 +305,7 @@ class Parser {
     if (!get_string(e, label, out)) return false;
     if (!is_id(out)) {
       return fail(e.where(), code(label) + " must match [a-z0-9][a-z0-9_-]* (at most " +
-                                 std::to_string(kMaxNameLength) + " characters), got " +
-                                 describe(e.value));
+                                 std::to_string(kMaxNameLength) + " characters), got " + describe(e.value));
     }
     return true;
   }
@@ -323,8 +320,8 @@ class Parser {
       if (ec == std::errc::result_out_of_range ||
           (ec == std::errc() && v > std::numeric_limits<uint32_t>::max())) {
         return fail(e.where(), code(label) + " must be at most " +
-                                   std::to_string(std::numeric_limits<uint32_t>::max()) +
-                                   ", got " + describe(e.value));
+                                   std::to_string(std::numeric_limits<uint32_t>::max()) + ", got " +
+                                   describe(e.value));
       }
       ok = ec == std::errc() && p == s.data() + s.size() && v >= 1;
     }
@@ -348,10 +345,14 @@ class Parser {
     while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
     std::string_view unit = s.substr(digits);
     int64_t scale = 0;
-    if (unit == "ms") scale = 1;
-    else if (unit == "s") scale = 1000;
-    else if (unit == "m") scale = 60 * 1000;
-    else if (unit == "h") scale = 3600 * 1000;
+    if (unit == "ms")
+      scale = 1;
+    else if (unit == "s")
+      scale = 1000;
+    else if (unit == "m")
+      scale = 60 * 1000;
+    else if (unit == "h")
+      scale = 3600 * 1000;
     if (digits == 0 || scale == 0) return bad();
     if (digits > 12) return fail(e.where(), code(label) + " must be at most 8760h, got " + describe(e.value));
     int64_t n = 0;
@@ -525,8 +526,10 @@ class Parser {
       if (t.name == "topic") {
         if (!get_string(t, "trigger.topic", wf.trigger_topic)) return false;
         if (!is_topic(wf.trigger_topic)) {
-          return fail(t.where(), "`trigger.topic` must be a Kafka topic name ([A-Za-z0-9._-], at most "
-                                 "249 characters), got " + describe(t.value));
+          return fail(t.where(),
+                      "`trigger.topic` must be a Kafka topic name ([A-Za-z0-9._-], at most "
+                      "249 characters), got " +
+                          describe(t.value));
         }
       } else if (t.name == "dedupe") {
         if (!get_template(t, "trigger.dedupe", wf.dedupe_template)) return false;
@@ -627,7 +630,8 @@ class Parser {
       if (!item.IsScalar() || kind_of(item) == Kind::kNull || !is_field(item.Scalar())) {
         return fail(item.IsNull() ? e.value.Mark() : item.Mark(),
                     "`writes` entries must be field names matching [A-Za-z0-9][A-Za-z0-9_-]* (at "
-                    "most " + std::to_string(kMaxNameLength) + " characters), got " + describe(item));
+                    "most " +
+                        std::to_string(kMaxNameLength) + " characters), got " + describe(item));
       }
       if (contains(s.writes, item.Scalar())) {
         return fail(item, "`writes` lists " + code(item.Scalar()) + " twice");
@@ -668,8 +672,8 @@ class Parser {
 
   bool parse_retry(const Entry& e, RetryPolicy& r) {
     if (!e.value.IsMap()) {
-      return fail(e.where(), "`retry` must be a map (keys: " + join(kRetryKeys) + "), got " +
-                                 describe(e.value));
+      return fail(e.where(),
+                  "`retry` must be a map (keys: " + join(kRetryKeys) + "), got " + describe(e.value));
     }
     std::vector<Entry> es;
     if (!entries(e.value, es)) return false;
@@ -688,8 +692,8 @@ class Parser {
         bool ok = k.value.IsScalar() && (kind == Kind::kInt || kind == Kind::kFloat) &&
                   parse_double(k.value.Scalar(), m) && m >= 1.0 && m <= 100.0;
         if (!ok) {
-          return fail(k.where(), "`retry.multiplier` must be a number from 1 to 100, got " +
-                                     describe(k.value));
+          return fail(k.where(),
+                      "`retry.multiplier` must be a number from 1 to 100, got " + describe(k.value));
         }
         r.multiplier = m;
       } else {
@@ -779,8 +783,7 @@ Result<WorkflowPtr> parse_workflow_file(const std::string& path) {
   }
   auto size = std::filesystem::file_size(path, ec);
   if (!ec && size > limits::kMaxWorkflowFileBytes) {
-    return invalid(path + ":1:1: file is " + std::to_string(size) +
-                   " bytes, more than the limit of " +
+    return invalid(path + ":1:1: file is " + std::to_string(size) + " bytes, more than the limit of " +
                    std::to_string(limits::kMaxWorkflowFileBytes));
   }
   std::ifstream in(path, std::ios::binary);
@@ -803,12 +806,10 @@ Status Registry::add(WorkflowPtr wf) {
   if (it != versions.end()) {
     if (it->second->to_json() == wf->to_json()) return Status::ok();  // same definition twice
     std::string where = wf->source_path.empty() ? std::string("<memory>") : wf->source_path;
-    std::string other =
-        it->second->source_path.empty() ? std::string("<memory>") : it->second->source_path;
-    return Status(Code::kAlreadyExists,
-                  where + ":1:1: workflow " + code(wf->name) + " version " +
-                      std::to_string(wf->version) + " is already loaded from " + other +
-                      " with different content (bump `version`)");
+    std::string other = it->second->source_path.empty() ? std::string("<memory>") : it->second->source_path;
+    return Status(Code::kAlreadyExists, where + ":1:1: workflow " + code(wf->name) + " version " +
+                                            std::to_string(wf->version) + " is already loaded from " + other +
+                                            " with different content (bump `version`)");
   }
   versions.emplace(wf->version, std::move(wf));
   return Status::ok();

@@ -2,9 +2,8 @@
 
 #include <cmath>
 #include <cstdint>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "common/util/json.h"
 
@@ -15,8 +14,7 @@ constexpr std::string_view kOpen = "{{";
 constexpr std::string_view kClose = "}}";
 
 bool is_name_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-         c == '-';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
 }
 
 // The subset of json_path syntax a template may use: name ( "." name | "[" digits "]" )*.

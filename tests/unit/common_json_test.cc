@@ -1,9 +1,8 @@
 // Bounded JSON parsing and json_path (common/util/json.h).
 #include <gtest/gtest.h>
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "common/util/json.h"
 
@@ -40,8 +39,7 @@ TEST(ParseJson, SyntaxErrorGivesBytePosition) {
   auto empty = parse_json("");
   ASSERT_FALSE(empty.is_ok());
   EXPECT_EQ(empty.status().code(), Code::kInvalidArgument);
-  EXPECT_EQ(empty.status().message().rfind("invalid JSON at byte 1: ", 0), 0u)
-      << empty.status().message();
+  EXPECT_EQ(empty.status().message().rfind("invalid JSON at byte 1: ", 0), 0u) << empty.status().message();
 }
 
 TEST(ParseJson, NumberOverflowIsInvalidNotAThrow) {
@@ -118,13 +116,13 @@ TEST(JsonPath, FollowsDotsAndIndexes) {
 TEST(JsonPath, MissingPartsGiveNull) {
   EXPECT_EQ(json_path(kDoc, "x"), nullptr);
   EXPECT_EQ(json_path(kDoc, "a.x"), nullptr);
-  EXPECT_EQ(json_path(kDoc, "a.b[3]"), nullptr);      // out of range
-  EXPECT_EQ(json_path(kDoc, "a[0]"), nullptr);        // index on an object
-  EXPECT_EQ(json_path(kDoc, "s.x"), nullptr);         // key on a string
-  EXPECT_EQ(json_path(kDoc, "a.b[0].c"), nullptr);    // key on a number
+  EXPECT_EQ(json_path(kDoc, "a.b[3]"), nullptr);    // out of range
+  EXPECT_EQ(json_path(kDoc, "a[0]"), nullptr);      // index on an object
+  EXPECT_EQ(json_path(kDoc, "s.x"), nullptr);       // key on a string
+  EXPECT_EQ(json_path(kDoc, "a.b[0].c"), nullptr);  // key on a number
   EXPECT_EQ(json_path(kDoc, "a.b[-1]"), nullptr);
   EXPECT_EQ(json_path(kDoc, "a.b[x]"), nullptr);
-  EXPECT_EQ(json_path(kDoc, "a.b[1"), nullptr);       // unclosed
+  EXPECT_EQ(json_path(kDoc, "a.b[1"), nullptr);  // unclosed
   EXPECT_EQ(json_path(json::array({1}), "[0]") != nullptr, true);
 }
 

@@ -2,11 +2,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/workflow/template.h"
 
@@ -70,8 +69,8 @@ TEST(Template, AdjacentAndWholeStringPaths) {
 }
 
 TEST(Template, RendersEachJsonTypeAsDocumented) {
-  EXPECT_EQ(render("{{input.name}}", kScope), "Ada");        // strings unquoted
-  EXPECT_EQ(render("{{input.empty}}", kScope), "");          // empty string is present
+  EXPECT_EQ(render("{{input.name}}", kScope), "Ada");  // strings unquoted
+  EXPECT_EQ(render("{{input.empty}}", kScope), "");    // empty string is present
   EXPECT_EQ(render("{{input.count}}", kScope), "7");
   EXPECT_EQ(render("{{input.neg}}", kScope), "-3");
   EXPECT_EQ(render("{{input.big}}", kScope), "18446744073709551615");
@@ -140,7 +139,7 @@ TEST(Template, InvalidUtf8InValuesDoesNotThrow) {
   json scope = {{"v", {{"s", std::string("bad\xff")}}}};
   auto r = parse_ok("{{v}}").render(scope);
   ASSERT_TRUE(r.is_ok());
-  EXPECT_EQ(r.value(), "{\"s\":\"bad\xEF\xBF\xBD\"}");  // replaced by U+FFFD
+  EXPECT_EQ(r.value(), "{\"s\":\"bad\xEF\xBF\xBD\"}");              // replaced by U+FFFD
   EXPECT_EQ(parse_ok("{{v.s}}").render(scope).value(), "bad\xff");  // strings pass through
 }
 

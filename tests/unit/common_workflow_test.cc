@@ -1,7 +1,6 @@
 // The workflow parser (common/workflow/parser.h): the model it builds from valid
 // files, and every refusal with its exact "file:line:col: reason" message.
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <atomic>
@@ -130,16 +129,15 @@ TEST(WorkflowParse, DesignExampleParsesIntoTheModel) {
   EXPECT_EQ(qualify.next, "");
   std::vector<std::tuple<std::string, std::string, bool>> contract;
   for (const auto& f : qualify.output) contract.emplace_back(f.name, f.type, f.optional);
-  EXPECT_EQ(contract, (std::vector<std::tuple<std::string, std::string, bool>>{
-                          {"score", "number", false},
-                          {"reason", "string", false},
-                          {"owner", "string", false},
-                          {"note", "string", true},
-                          {"count", "integer", false},
-                          {"ok", "boolean", false},
-                          {"meta", "object", false},
-                          {"items", "array", false},
-                          {"raw", "any", false}}));
+  EXPECT_EQ(contract, (std::vector<std::tuple<std::string, std::string, bool>>{{"score", "number", false},
+                                                                               {"reason", "string", false},
+                                                                               {"owner", "string", false},
+                                                                               {"note", "string", true},
+                                                                               {"count", "integer", false},
+                                                                               {"ok", "boolean", false},
+                                                                               {"meta", "object", false},
+                                                                               {"items", "array", false},
+                                                                               {"raw", "any", false}}));
 
   const Step& review = wf->steps[2];
   EXPECT_EQ(review.role, "reviewer");
@@ -312,8 +310,8 @@ TEST(WorkflowRefusal, NestingTooDeep) {
   std::string deep = "name: x\nsteps: [{id: a, role: r}]\ndescription: " + std::string(40, '[') +
                      std::string(40, ']') + "\n";
   EXPECT_EQ(refusal(deep), "wf.yaml:3:45: nesting is deeper than 32 levels");
-  std::string ok_depth = "name: x\nsteps: [{id: a, role: r, agent: {kind: k, d: " +
-                         std::string(28, '[') + std::string(28, ']') + "}}]\n";
+  std::string ok_depth = "name: x\nsteps: [{id: a, role: r, agent: {kind: k, d: " + std::string(28, '[') +
+                         std::string(28, ']') + "}}]\n";
   EXPECT_NE(parse_ok(ok_depth), nullptr);  // 4 levels + 28 = 32
 }
 
@@ -419,8 +417,7 @@ TEST(WorkflowRefusal, PlannedTopLevelKeys) {
 TEST(WorkflowRefusal, PlannedStepKeys) {
   for (const char* key : {"route", "handoff", "parallel", "join", "loop", "approval", "approve_when",
                           "planner", "lock", "on_collision", "input"}) {
-    std::string yaml =
-        std::string("name: x\nsteps:\n  - id: a\n    role: r\n    ") + key + ": x\n";
+    std::string yaml = std::string("name: x\nsteps:\n  - id: a\n    role: r\n    ") + key + ": x\n";
     EXPECT_EQ(refusal(yaml), std::string("wf.yaml:5:5: `") + key + "` is not supported yet (planned)");
   }
   // The DESIGN.md example as written uses `budget` first.
@@ -436,8 +433,7 @@ steps:
 TEST(WorkflowRefusal, WrongTypes) {
   EXPECT_EQ(refusal("name: [a]\nsteps: [{id: a, role: r}]\n"),
             "wf.yaml:1:7: `name` must be a string, got a list");
-  EXPECT_EQ(refusal("name:\nsteps: [{id: a, role: r}]\n"),
-            "wf.yaml:1:1: `name` must be a string, got null");
+  EXPECT_EQ(refusal("name:\nsteps: [{id: a, role: r}]\n"), "wf.yaml:1:1: `name` must be a string, got null");
   EXPECT_EQ(refusal("name: x\nversion: \"3\"\nsteps: [{id: a, role: r}]\n"),
             "wf.yaml:2:10: `version` must be a positive integer, got \"3\"");
   EXPECT_EQ(refusal("name: x\nversion: 0\nsteps: [{id: a, role: r}]\n"),
@@ -497,8 +493,7 @@ TEST(WorkflowRefusal, InvalidNames) {
 }
 
 TEST(WorkflowRefusal, MissingRequiredKeys) {
-  EXPECT_EQ(refusal("version: 2\nsteps: [{id: a, role: r}]\n"),
-            "wf.yaml:1:1: missing required key `name`");
+  EXPECT_EQ(refusal("version: 2\nsteps: [{id: a, role: r}]\n"), "wf.yaml:1:1: missing required key `name`");
   EXPECT_EQ(refusal("name: x\nversion: 2\n"), "wf.yaml:1:1: missing required key `steps`");
   EXPECT_EQ(refusal(R"(name: x
 steps:
@@ -702,9 +697,15 @@ TEST(WorkflowRefusal, MutatedInputsAreRefusedWithAPosition) {
     for (int k = 0; k < edits; ++k) {
       std::size_t at = next() % text.size();
       switch (next() % 3) {
-        case 0: text[at] = alphabet[next() % alphabet.size()]; break;
-        case 1: text.insert(at, 1, alphabet[next() % alphabet.size()]); break;
-        default: text.erase(at, 1 + next() % 8); break;
+        case 0:
+          text[at] = alphabet[next() % alphabet.size()];
+          break;
+        case 1:
+          text.insert(at, 1, alphabet[next() % alphabet.size()]);
+          break;
+        default:
+          text.erase(at, 1 + next() % 8);
+          break;
       }
       if (text.empty()) text = "x";
     }
@@ -904,10 +905,9 @@ TEST(Registry, LoadsFixtureDir) {
   ASSERT_NE(reg.find("lead-to-meeting"), nullptr);
   EXPECT_EQ(reg.find("lead-to-meeting")->version, 3u);
   ASSERT_NE(reg.find("invoice-processing", 1), nullptr);
-  EXPECT_EQ(reg.find("invoice-processing")->steps[0].agent->config["fields"]["amount"],
-            "Total: ([0-9.]+)");
-  EXPECT_EQ(reg.roles(), (std::vector<std::string>{"booker", "extractor", "poster", "qualifier",
-                                                   "responder", "validator"}));
+  EXPECT_EQ(reg.find("invoice-processing")->steps[0].agent->config["fields"]["amount"], "Total: ([0-9.]+)");
+  EXPECT_EQ(reg.roles(), (std::vector<std::string>{"booker", "extractor", "poster", "qualifier", "responder",
+                                                   "validator"}));
 }
 
 TEST(Registry, ConcurrentReadsAfterLoading) {
@@ -924,8 +924,7 @@ TEST(Registry, ConcurrentReadsAfterLoading) {
       for (int i = 0; i < 500; ++i) {
         auto latest = reg.find("alpha");
         auto v2 = reg.find("alpha", 2);
-        if (latest && latest->version == 5 && v2 && v2->steps[0].role == "r2" &&
-            reg.roles().size() == 5)
+        if (latest && latest->version == 5 && v2 && v2->steps[0].role == "r2" && reg.roles().size() == 5)
           ++good;
       }
     });
