@@ -25,7 +25,11 @@ std::string strip_slash(std::string s) {
 }
 
 Result<ApiResponse> to_api(Result<http::ClientResponse> r, const std::string& url) {
-  if (!r) return Status(r.status().code(), "cannot reach " + url + ": " + r.status().message());
+  if (!r) {
+    const std::string& m = r.status().message();
+    return Status(r.status().code(), m.find(url) != std::string::npos ? "cannot reach the API: " + m
+                                                                        : "cannot reach " + url + ": " + m);
+  }
   ApiResponse out;
   out.status = r->status;
   out.raw = std::move(r->body);
