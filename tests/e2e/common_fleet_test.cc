@@ -6,8 +6,10 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -26,6 +28,8 @@
 #include "tests/support/servers.h"
 #include "tests/support/wait.h"
 
+#include <yaml-cpp/yaml.h>
+
 namespace baton::testing {
 namespace {
 
@@ -34,7 +38,13 @@ using nlohmann::json;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-std::string example_dir() { return source_dir() + "/examples/lead-to-meeting"; }
+// The source tree: BATON_SOURCE_DIR when ctest sets it, else from this file's
+// path (CMake compiles it by absolute path).
+std::string source_root() {
+  if (const char* d = std::getenv("BATON_SOURCE_DIR"); d != nullptr && *d != '\0') return d;
+  return fs::path(__FILE__).parent_path().parent_path().parent_path().string();
+}
+std::string example_dir() { return source_root() + "/examples/lead-to-meeting"; }
 
 void write_file(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -272,6 +282,316 @@ TEST(CoordinatorApi, RefusesMalformedAndOversizedBodiesWithJsonErrors) {
   ASSERT_TRUE(health.is_ok());
   EXPECT_EQ(health->status, 200);
   EXPECT_TRUE(dev.process().running());
+}
+
+// ---------------------------------------------------------------------------
+// 3 and 4: the sample leads through a whole fleet.
+
+// Runs `argv` to completion with stdout and stderr in separate files.
+struct CliResult {
+  bool exited = false;
+  int status = 0;
+  std::string out, err;
+};
+CliResult run_cli(const std::vector<std::string>& argv, const std::string& dir, milliseconds timeout) {
+  std::string out = dir + "/cli.out", err = dir + "/cli.err";
+  std::vector<std::string> sh = {"/bin/sh", "-c", "exec \"$@\" >\"$BATON_E2E_OUT\" 2>\"$BATON_E2E_ERR\"", "sh"};
+  sh.insert(sh.end(), argv.begin(), argv.end());
+  Process p;
+  CliResult r;
+  if (!p.start(sh, "", {{"BATON_E2E_OUT", out}, {"BATON_E2E_ERR", err}})) return r;
+  r.exited = p.wait_exit(timeout, &r.status);
+  if (!r.exited) p.kill();
+  r.out = read_file(out);
+  r.err = read_file(err);
+  return r;
+}
+
+Result<json> get_run(const std::string& api, const std::string& run_id) {
+  auto r = http::request("GET", api + "/v1/runs/" + run_id, "", 5000);
+  if (!r) return r.status();
+  if (r->status != 200) return Status(Code::kNotFound, std::to_string(r->status) + " " + r->body);
+  return parse_json_object(r->body);
+}
+
+// The step a run ended on: the one dispatched last (workflow order on a tie).
+std::string ended_step(const json& run) {
+  std::string best;
+  int64_t at = -1;
+  if (!run.contains("steps") || !run["steps"].is_array()) return best;
+  for (const auto& s : run["steps"]) {
+    if (s.value("attempts", 0) <= 0) continue;
+    int64_t d = s.value("dispatched_ms", int64_t{0});
+    if (d >= at) {
+      at = d;
+      best = s.value("id", "");
+    }
+  }
+  return best;
+}
+
+std::map<std::string, std::string> hgetall(redis::Client& c, const std::string& key) {
+  std::map<std::string, std::string> out;
+  auto r = c.command({"HGETALL", key});
+  EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+  if (!r.is_ok()) return out;
+  for (std::size_t i = 0; i + 1 < r->elements.size(); i += 2) out[r->elements[i].str] = r->elements[i + 1].str;
+  return out;
+}
+
+// Every run ended as expected.jsonl says, and its record holds exactly what its
+// succeeded steps wrote, each write applied once (_v = number of writing steps).
+void check_outcomes_and_records(const std::string& api, const std::string& redis_addr, const std::string& ns,
+                                const workflow::Workflow& wf, const std::map<std::string, std::string>& run_of_lead,
+                                const std::vector<json>& expected) {
+  auto ep = redis::parse_endpoint(redis_addr);
+  ASSERT_TRUE(ep.is_ok());
+  auto client = redis::Client::connect(*ep);
+  ASSERT_TRUE(client.is_ok()) << client.status().to_string();
+  redis::Client& rc = **client;
+  for (const auto& e : expected) {
+    std::string lead = e.at("lead_id").get<std::string>();
+    SCOPED_TRACE("lead " + lead);
+    auto it = run_of_lead.find(lead);
+    ASSERT_NE(it, run_of_lead.end()) << "no run for " << lead;
+    auto run = get_run(api, it->second);
+    ASSERT_TRUE(run.is_ok()) << run.status().to_string();
+    EXPECT_EQ(run->value("status", ""), e.value("outcome", "")) << run->dump();
+    EXPECT_EQ(ended_step(*run), e.value("step", "")) << run->dump();
+    EXPECT_GT(run->value("ended_ms", int64_t{0}), 0);
+
+    // What the record must hold: for each succeeded step, the fields of its
+    // `writes` present in its output (the worker writes exactly those).
+    std::map<std::string, json> fields;
+    std::map<std::string, std::string> writer;
+    int writing_steps = 0;
+    for (const auto& s : (*run)["steps"]) {
+      if (s.value("status", "") != "succeeded") continue;
+      const workflow::Step* step = wf.find_step(s.value("id", ""));
+      ASSERT_NE(step, nullptr);
+      bool wrote = false;
+      json output = s.contains("output") ? s["output"] : json();
+      for (const auto& f : step->writes) {
+        if (output.is_object() && output.contains(f)) {
+          fields[f] = output[f];
+          writer[f] = run->value("run_id", "") + ":" + step->id;
+          wrote = true;
+        }
+      }
+      if (wrote) ++writing_steps;
+    }
+    std::string rkey = run->value("record_key", "");
+    ASSERT_EQ(rkey, "lead:" + lead);
+    auto rec = hgetall(rc, keys::record(ns, rkey));
+    if (writing_steps == 0) {
+      EXPECT_TRUE(rec.empty()) << "record " << rkey << " exists but no step wrote to it";
+    } else {
+      EXPECT_EQ(rec["_v"], std::to_string(writing_steps)) << "record " << rkey;
+    }
+    std::set<std::string> got, want;
+    for (const auto& [k, v] : rec)
+      if (!k.empty() && k[0] != '_') got.insert(k);
+    for (const auto& [k, v] : fields) want.insert(k);
+    EXPECT_EQ(got, want) << "record " << rkey;
+    for (const auto& [k, v] : fields) {
+      auto stored = parse_json(rec[k]);
+      ASSERT_TRUE(stored.is_ok()) << k << " = " << rec[k];
+      EXPECT_EQ(*stored, v) << k;
+      EXPECT_EQ(rec["_w:" + k], writer[k]) << k;
+    }
+  }
+}
+
+TEST(LeadToMeeting, FiftyLeadsThroughBatonctlDevEndAsExpected) {
+  DevFleet dev;
+  ASSERT_TRUE(dev.start());
+  ASSERT_TRUE(dev.wait_ready());
+  std::string dir = make_temp_dir("baton-e2e-leads");
+  auto r = run_cli({bin_dir() + "/batonctl", "run", "lead-to-meeting", "--api", dev.api(), "--inputs",
+                    example_dir() + "/leads.jsonl", "--wait", "--timeout", "180", "-o", "json", "--expect",
+                    example_dir() + "/expected.jsonl"},
+                   dir, seconds(240));
+  remove_tree(dir);
+  ASSERT_TRUE(r.exited) << r.err;
+  EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << exit_text(r.status) << "\n" << r.out << r.err;
+  auto summary = parse_json_object(r.out);
+  ASSERT_TRUE(summary.is_ok()) << r.out << r.err;
+  auto expected = read_jsonl(example_dir() + "/expected.jsonl");
+  auto leads = read_jsonl(example_dir() + "/leads.jsonl");
+  EXPECT_EQ(leads.size(), 50u);
+  EXPECT_EQ((*summary)["total"], leads.size());
+  EXPECT_EQ((*summary)["errors"], 0);
+  EXPECT_EQ((*summary)["unfinished"], 0);
+  EXPECT_EQ((*summary)["expected"], expected.size());
+  EXPECT_TRUE((*summary)["mismatches"].empty()) << (*summary)["mismatches"].dump(2);
+  std::size_t want_completed = 0;
+  for (const auto& e : expected) want_completed += e.value("outcome", "") == "completed";
+  EXPECT_EQ((*summary)["completed"], want_completed);
+  EXPECT_EQ((*summary)["exceptions"], expected.size() - want_completed);
+
+  std::map<std::string, std::string> run_of_lead;
+  for (const auto& run : (*summary)["runs"]) {
+    run_of_lead[run["input"].value("lead_id", "")] = run.value("run_id", "");
+  }
+  auto wf = workflow::parse_workflow_file(example_dir() + "/workflow.yaml");
+  ASSERT_TRUE(wf.is_ok()) << wf.status().message();
+  check_outcomes_and_records(dev.api(), dev.env().value("redis", ""), "e2e", **wf, run_of_lead, expected);
+}
+
+// A whole fleet started by the test (not batonctl, which would stop everything
+// when a child dies): a qualifier worker is SIGKILLed while runs are in flight
+// and restarted. Every run still ends as expected and no write is applied twice.
+TEST(LeadToMeeting, QualifierKilledMidFlightStillEndsEveryRunOnce) {
+  const std::string ns = "chaos";
+  std::string dir = make_temp_dir("baton-e2e-chaos");
+  // A copy of the workflow whose qualify step times out after 2 s and retries
+  // often, so a task lost with the killed worker is retried quickly.
+  YAML::Node doc = YAML::LoadFile(example_dir() + "/workflow.yaml");
+  bool patched = false;
+  for (auto step : doc["steps"]) {
+    if (step["id"].as<std::string>() == "qualify") {
+      // Enough attempts to outlast the consumer group handing the dead
+      // worker's partitions to its replacement.
+      step["timeout"] = "2s";
+      YAML::Node retry;
+      retry["max_attempts"] = 40;
+      retry["backoff"] = "500ms";
+      retry["max_backoff"] = "1s";
+      step["retry"] = retry;
+      patched = true;
+    }
+  }
+  ASSERT_TRUE(patched);
+  fs::create_directories(dir + "/workflows");
+  YAML::Emitter em;
+  em << doc;
+  write_file(dir + "/workflows/workflow.yaml", em.c_str());
+  auto wf = workflow::parse_workflow_file(dir + "/workflows/workflow.yaml");
+  ASSERT_TRUE(wf.is_ok()) << wf.status().message();
+  ASSERT_EQ((*wf)->find_step("qualify")->timeout_ms, 2000);
+
+  std::string roles;
+  for (const auto& r : (*wf)->roles()) roles += (roles.empty() ? "" : ",") + r;
+  RedisServer redis;
+  ASSERT_TRUE(redis.ok());
+  Broker broker(4, ns, roles);
+  ASSERT_TRUE(broker.ok());
+
+  Process coordinator;
+  std::string port_file = dir + "/coordinator.port";
+  ASSERT_TRUE(coordinator.start({bin_dir() + "/baton-coordinator", "--brokers", broker.bootstrap(), "--redis",
+                                 redis.address(), "--namespace", ns, "--workflows", dir + "/workflows", "--http",
+                                 "127.0.0.1:0", "--http-port-file", port_file},
+                                dir + "/coordinator.log"));
+  std::string api;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        std::string port = read_file(port_file);
+        if (port.empty() || std::atoi(port.c_str()) <= 0) return false;
+        api = "http://127.0.0.1:" + std::to_string(std::atoi(port.c_str()));
+        auto h = http::request("GET", api + "/healthz", "", 1000);
+        return h.is_ok() && h->status == 200;
+      },
+      seconds(30), [&] { return read_file(dir + "/coordinator.log"); }, milliseconds(100)));
+
+  auto worker_argv = [&](const std::string& role) {
+    return std::vector<std::string>{bin_dir() + "/baton-worker", "--role", role, "--brokers", broker.bootstrap(),
+                                    "--redis", redis.address(), "--namespace", ns, "--workflows",
+                                    dir + "/workflows", "--concurrency", "4"};
+  };
+  std::map<std::string, Process> workers;
+  for (const auto& role : (*wf)->roles()) {
+    ASSERT_TRUE(workers[role].start(worker_argv(role), dir + "/worker-" + role + ".log"));
+  }
+
+  auto leads = read_jsonl(example_dir() + "/leads.jsonl");
+  auto expected = read_jsonl(example_dir() + "/expected.jsonl");
+  std::map<std::string, std::string> run_of_lead;
+  auto submit = [&](std::size_t from, std::size_t to) {
+    for (std::size_t i = from; i < to && i < leads.size(); ++i) {
+      json body = {{"workflow", "lead-to-meeting"}, {"input", leads[i]}};
+      auto r = http::request("POST", api + "/v1/runs", body.dump(), 5000, {{"Content-Type", "application/json"}});
+      ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+      ASSERT_EQ(r->status, 202) << r->body;
+      run_of_lead[leads[i].value("lead_id", "")] = json::parse(r->body).value("run_id", "");
+    }
+  };
+  ASSERT_GE(leads.size(), 20u);
+  submit(0, 10);
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
+
+  // Reads every run; counts those whose qualify step was dispatched, and those
+  // where it is dispatched but not finished (stuck with the dead worker).
+  auto qualify_counts = [&](int* dispatched, int* open, int* ended) {
+    *dispatched = *open = *ended = 0;
+    for (const auto& [lead, id] : run_of_lead) {
+      auto run = get_run(api, id);
+      if (!run.is_ok()) continue;
+      std::string st = run->value("status", "");
+      if (st == "completed" || st == "exception") ++*ended;
+      for (const auto& s : (*run)["steps"]) {
+        if (s.value("id", "") != "qualify" || s.value("attempts", 0) <= 0) continue;
+        ++*dispatched;
+        std::string ss = s.value("status", "");
+        if (ss == "running" || ss == "pending" || ss == "retry_wait") ++*open;
+      }
+    }
+  };
+  int dispatched = 0, open = 0, ended = 0;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        qualify_counts(&dispatched, &open, &ended);
+        return dispatched > 0;
+      },
+      seconds(60), [&] { return "no qualify step dispatched yet"; }, milliseconds(50)));
+  workers["qualifier"].kill();
+  // The rest arrive while no qualifier is alive.
+  submit(10, leads.size());
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
+
+  // With no qualifier alive, qualify tasks are left in flight.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        qualify_counts(&dispatched, &open, &ended);
+        return open > 0;
+      },
+      seconds(60),
+      [&] {
+        return "dispatched " + std::to_string(dispatched) + ", open " + std::to_string(open) + ", ended " +
+               std::to_string(ended);
+      },
+      milliseconds(100)));
+  ASSERT_TRUE(workers["qualifier"].start(worker_argv("qualifier"), dir + "/worker-qualifier.log"));
+
+  EXPECT_TRUE(wait_until(
+      [&] {
+        qualify_counts(&dispatched, &open, &ended);
+        return ended == static_cast<int>(run_of_lead.size());
+      },
+      seconds(180),
+      [&] { return "ended " + std::to_string(ended) + " of " + std::to_string(run_of_lead.size()); },
+      milliseconds(200)));
+  check_outcomes_and_records(api, redis.address(), ns, **wf, run_of_lead, expected);
+
+  // Informational: how much recovery the kill caused (timing-dependent, not asserted).
+  int retried = 0;
+  for (const auto& [lead, id] : run_of_lead) {
+    auto run = get_run(api, id);
+    if (!run.is_ok()) continue;
+    for (const auto& s : (*run)["steps"])
+      if (s.value("id", "") == "qualify" && s.value("attempts", 0) > 1) ++retried;
+  }
+  RecordProperty("runs_with_qualify_retried", retried);
+  std::cout << "runs whose qualify step was retried after the kill: " << retried << " of " << run_of_lead.size()
+            << "\n";
+
+  for (auto& [role, w] : workers) w.stop();
+  coordinator.stop();
+  if (::testing::Test::HasFailure()) {
+    std::string log = read_file(dir + "/coordinator.log");
+    std::cerr << "--- coordinator log (tail) ---\n" << log.substr(log.size() > 20000 ? log.size() - 20000 : 0) << "\n";
+  }
+  remove_tree(dir);
 }
 
 }  // namespace
