@@ -359,7 +359,7 @@ int DevSession::run() {
     return rc;
 
   // 7. One worker per role. A worker has no health endpoint: it is taken as
-  // started when it is still running after a short settle time.
+  // started when it is still running after a short settle time (below).
   for (const auto& role : roles_) {
     argv = {worker_bin, "--role", role, "--brokers", brokers, "--redis", redis, "--namespace", o_.ns,
             "--workflows", workflows_dir_, "--concurrency", std::to_string(o_.concurrency)};
@@ -367,6 +367,18 @@ int DevSession::run() {
     std::string name = "worker-" + role;
     if (auto r = sup_.spawn({name, argv, log_path(name)}); !r) return fail(name, r.status().message());
   }
+  // The workers join their consumer groups while the coordinator joins its
+  // own: GET /readyz answers 200 once the coordinator owns its partitions (a
+  // coordinator without /readyz, answering 404, is taken as ready).
+  auto coordinator_owns_partitions = [&] {
+    auto r = http::request("GET", api + "/readyz", "", 1000);
+    return r && (r->status == 200 || r->status == 404);
+  };
+  if (int rc = outcome(wait_ready("coordinator to join its consumer group", coordinator_owns_partitions,
+                                  seconds(60)),
+                       "coordinator", "GET /readyz did not answer 200");
+      rc >= 0)
+    return rc;
   auto settle_until = std::chrono::steady_clock::now() + milliseconds(1000);
   if (int rc = outcome(wait_ready("workers", [&] { return std::chrono::steady_clock::now() >= settle_until; },
                                   seconds(5)),
