@@ -408,7 +408,7 @@ int DevSession::run() {
   while (true) {
     Event ev = sup_.wait_event(seconds(1));
     if (ev.kind == Event::Kind::kShutdown) {
-      spdlog::info("got {}; stopping", ev.signal == SIGINT ? "SIGINT" : "SIGTERM");
+      spdlog::info("got {}; stopping", ev.signal == SIGINT ? "SIGINT" : ev.signal == SIGHUP ? "SIGHUP" : "SIGTERM");
       return shutdown(kDevOk);
     }
     if (ev.kind == Event::Kind::kChildExited) {

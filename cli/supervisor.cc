@@ -23,6 +23,7 @@ sigset_t managed_signals() {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   sigaddset(&set, SIGCHLD);
   return set;
 }
@@ -62,6 +63,7 @@ Supervisor::Supervisor() {
   // signal could be discarded instead of queued for sigtimedwait.
   signal(SIGINT, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
+  signal(SIGHUP, SIG_DFL);
   signal(SIGCHLD, SIG_DFL);
   pthread_sigmask(SIG_BLOCK, &set, &old_mask_);
 }
@@ -137,16 +139,17 @@ Event Supervisor::wait_event(std::chrono::milliseconds timeout) {
   sigemptyset(&shutdown);
   sigaddset(&shutdown, SIGINT);
   sigaddset(&shutdown, SIGTERM);
+  sigaddset(&shutdown, SIGHUP);
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
     // A shutdown request first: children dying of the same Ctrl-C are not crashes.
     timespec zero{0, 0};
     int sig = sigtimedwait(&shutdown, nullptr, &zero);
-    if (sig == SIGINT || sig == SIGTERM) return Event{Event::Kind::kShutdown, sig, "", 0};
+    if (sig > 0) return Event{Event::Kind::kShutdown, sig, "", 0};
     if (ChildInfo* c = reap()) {
       sigset_t pending;
       sigpending(&pending);
-      if (sigismember(&pending, SIGINT) || sigismember(&pending, SIGTERM)) {
+      if (sigismember(&pending, SIGINT) || sigismember(&pending, SIGTERM) || sigismember(&pending, SIGHUP)) {
         int s = sigtimedwait(&shutdown, nullptr, &zero);
         return Event{Event::Kind::kShutdown, s > 0 ? s : SIGTERM, "", 0};
       }
@@ -160,7 +163,7 @@ Event Supervisor::wait_event(std::chrono::milliseconds timeout) {
     timespec ts{static_cast<time_t>(left.count() / 1000000000),
                 static_cast<long>(left.count() % 1000000000)};
     sig = sigtimedwait(&set, nullptr, &ts);
-    if (sig == SIGINT || sig == SIGTERM) return Event{Event::Kind::kShutdown, sig, "", 0};
+    if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) return Event{Event::Kind::kShutdown, sig, "", 0};
     // SIGCHLD, a timeout or EINTR: loop and reap.
   }
 }

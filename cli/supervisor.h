@@ -2,7 +2,7 @@
 //
 // Contract:
 // - Construct the Supervisor on the main thread before any other thread
-//   exists: it blocks SIGINT, SIGTERM and SIGCHLD in the calling thread (the
+//   exists: it blocks SIGINT, SIGTERM, SIGHUP and SIGCHLD in the calling thread (the
 //   mask is inherited by threads created later) and collects them with
 //   sigtimedwait() in wait_event(). The destructor stops every child still
 //   running and restores the previous signal mask.
@@ -45,7 +45,7 @@ struct ChildInfo {
 struct Event {
   enum class Kind { kNone, kShutdown, kChildExited };
   Kind kind = Kind::kNone;
-  int signal = 0;          // kShutdown: SIGINT or SIGTERM
+  int signal = 0;          // kShutdown: SIGINT, SIGTERM or SIGHUP
   std::string child;       // kChildExited: its name
   int wait_status = 0;     // kChildExited: as from waitpid
 };
@@ -62,7 +62,7 @@ class Supervisor {
   // child exiting with status 127 (and a line in its log).
   Result<pid_t> spawn(const ChildSpec& spec);
 
-  // Waits up to `timeout` for SIGINT/SIGTERM or a child's exit. A pending
+  // Waits up to `timeout` for SIGINT/SIGTERM/SIGHUP or a child's exit. A pending
   // shutdown signal wins over a child's exit (a child that dies of the same
   // Ctrl-C is not reported as a crash). Returns kNone on timeout.
   Event wait_event(std::chrono::milliseconds timeout);

@@ -178,6 +178,23 @@ TEST(BatonctlDev, StartsWritesEnvAndStopsEverythingOnSigterm) {
   EXPECT_TRUE(fs::exists(dev.state_dir() + "/logs/coordinator.log")) << "logs are kept";
 }
 
+// Ctrl-C (SIGINT to batonctl alone: the children run in their own process
+// groups) stops everything in order too.
+TEST(BatonctlDev, StopsEverythingOnSigint) {
+  DevFleet dev;
+  ASSERT_TRUE(dev.start());
+  ASSERT_TRUE(dev.wait_ready());
+  auto pids = dev.pids();
+  std::string temp_dir = dev.env().value("temp_dir", "");
+  dev.process().signal(SIGINT);
+  int st = 0;
+  ASSERT_TRUE(dev.process().wait_exit(seconds(60), &st)) << read_file(dev.log());
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << exit_text(st) << "\n" << read_file(dev.log());
+  for (const auto& [name, pid] : pids) EXPECT_TRUE(pid_gone(pid)) << name << " pid " << pid << " still there";
+  EXPECT_FALSE(temp_dir.empty() || fs::exists(temp_dir)) << temp_dir;
+  EXPECT_FALSE(fs::exists(dev.env_path()));
+}
+
 // SIGKILL of batonctl: every child gets SIGTERM from PR_SET_PDEATHSIG and ends.
 TEST(BatonctlDev, ChildrenDieWhenBatonctlIsKilled) {
   DevFleet dev;
