@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -237,17 +238,25 @@ int main(int argc, char** argv) {
   std::vector<std::size_t> pending(ids.size());
   for (std::size_t i = 0; i < ids.size(); ++i) pending[i] = i;
   auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
+  // Poll cheaply (one HGET per unfinished run every 500 ms) so the bench's own
+  // reads stay a small share of Redis' time; read the timings once at the end.
   while (!pending.empty() && Clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    for (std::size_t i : pending) rc.append({"HGETALL", baton::keys::run(ns, ids[i])});
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    for (std::size_t i : pending) rc.append({"HGET", baton::keys::run(ns, ids[i]), "status"});
     auto replies = rc.exec();
     if (!replies) continue;
     std::vector<std::size_t> still;
-    for (std::size_t k = 0; k < pending.size(); ++k)
-      if (!parse_run((*replies)[k], steps, times[pending[k]])) still.push_back(pending[k]);
+    for (std::size_t k = 0; k < pending.size(); ++k) {
+      const auto& r = (*replies)[k];
+      if (!r.is_string() || r.str == "running") still.push_back(pending[k]);
+    }
     pending.swap(still);
   }
   if (!pending.empty()) return fail(std::to_string(pending.size()) + " runs did not finish in time");
+  for (std::size_t i = 0; i < ids.size(); ++i) rc.append({"HGETALL", baton::keys::run(ns, ids[i])});
+  auto all = rc.exec();
+  if (!all) return fail("reading runs: " + all.status().to_string());
+  for (std::size_t i = 0; i < ids.size(); ++i) parse_run((*all)[i], steps, times[i]);
   int64_t last_end = 0;
   std::vector<double> run_lat, handoffs;
   int completed = 0;
@@ -277,6 +286,7 @@ int main(int argc, char** argv) {
     serial_handoffs.insert(serial_handoffs.end(), rt.handoffs.begin(), rt.handoffs.end());
   }
 
+  auto cmdstats = rc.command({"INFO", "commandstats"});
   std::map<std::string, ProcStat> after;
   for (auto& [name, pid] : pids) after[name] = proc_stat(pid);
   std::this_thread::sleep_for(std::chrono::seconds(idle_seconds));
@@ -302,6 +312,8 @@ int main(int argc, char** argv) {
                    {"idle_cpu_pct", 100.0 * (idle[name].cpu_s - after[name].cpu_s) / idle_seconds}};
   }
   out["processes"] = procs;
+  if (std::getenv("BATON_BENCH_REDIS_STATS") && cmdstats && cmdstats->is_string())
+    std::fprintf(stderr, "%s\n", cmdstats->str.c_str());
   std::printf("%s\n", out.dump().c_str());
   std::fflush(stdout);
 
