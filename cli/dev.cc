@@ -317,18 +317,27 @@ int DevSession::run() {
     return rc;
   std::string brokers = trim(read_text(bootstrap_file));
 
-  // 5. Redis, on a free loopback port, data in the temp dir.
-  int redis_port = free_loopback_port();
+  // 5. Redis, on a free loopback port, data in the temp dir. The port is free
+  // when picked but may be taken before redis binds it: then another port.
+  int redis_port = 0;
   std::string redis_dir = temp_dir_ + "/redis";
   fs::create_directories(redis_dir, ec);
-  argv = {"redis-server", "--port", std::to_string(redis_port), "--bind", "127.0.0.1", "--dir", redis_dir,
-          "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
-          "--logfile", ""};
-  if (auto r = sup_.spawn({"redis", argv, log_path("redis")}); !r) return fail("redis", r.status().message());
-  if (int rc = outcome(wait_ready("redis", [&] { return redis_ping(redis_port); }, seconds(15)), "redis",
-                       "no PONG on port " + std::to_string(redis_port));
-      rc >= 0)
-    return rc;
+  for (int attempt = 1;; ++attempt) {
+    redis_port = free_loopback_port();
+    argv = {"redis-server", "--port", std::to_string(redis_port), "--bind", "127.0.0.1", "--dir", redis_dir,
+            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
+            "--logfile", ""};
+    if (auto r = sup_.spawn({"redis", argv, log_path("redis")}); !r) return fail("redis", r.status().message());
+    Wait w = wait_ready("redis", [&] { return sup_.running("redis") && redis_ping(redis_port); }, seconds(15));
+    if (w == Wait::kChildDied && last_event_.child == "redis" && attempt < 3) {
+      spdlog::warn("redis-server exited on port {} ({}); trying another port", redis_port,
+                   describe_wait_status(last_event_.wait_status));
+      sup_.forget("redis");
+      continue;
+    }
+    if (int rc = outcome(w, "redis", "no PONG on port " + std::to_string(redis_port)); rc >= 0) return rc;
+    break;
+  }
   std::string redis = "127.0.0.1:" + std::to_string(redis_port);
 
   // 6. Coordinator; ready when GET /healthz answers 200.

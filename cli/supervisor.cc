@@ -112,6 +112,11 @@ const ChildInfo* Supervisor::find(const std::string& name) const {
   return nullptr;
 }
 
+void Supervisor::forget(const std::string& name) {
+  reap();
+  std::erase_if(children_, [&](const ChildInfo& c) { return c.name == name && !c.running; });
+}
+
 bool Supervisor::running(const std::string& name) {
   reap();
   const ChildInfo* c = find(name);

@@ -74,6 +74,10 @@ class Supervisor {
   // Stops every running child, newest first (one at a time).
   void stop_all(std::chrono::milliseconds grace = std::chrono::seconds(5));
 
+  // Drops an exited child from children() so its name can be spawned again.
+  // No effect on a running child.
+  void forget(const std::string& name);
+
   const std::vector<ChildInfo>& children() const { return children_; }
   const ChildInfo* find(const std::string& name) const;
   bool running(const std::string& name);
