@@ -3,24 +3,53 @@
 // returned. Used by the runtime to run a batch's agents with bounded
 // concurrency. for_each is called from one thread at a time (the runtime's loop
 // thread); fn must not throw.
+//
+// The threads get large stacks (kStackBytes, reserved address space: pages are
+// only committed when touched) because std::regex recurses per character of
+// text (agents/config.h); SIGTERM/SIGINT are blocked in them.
 #pragma once
 
-#include <algorithm>
+#include <pthread.h>
+#include <signal.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 namespace baton::worker {
 
 class ThreadPool {
  public:
-  explicit ThreadPool(int threads) {
-    threads = std::max(threads, 1);
-    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { loop(); });
+  static constexpr std::size_t kStackBytes = 64u << 20;
+
+  explicit ThreadPool(int threads, std::size_t stack_bytes = kStackBytes) {
+    if (threads < 1) threads = 1;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, stack_bytes);
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, &old);  // inherited by the new threads
+    for (int i = 0; i < threads; ++i) {
+      pthread_t t;
+      int rc = pthread_create(&t, &attr, &ThreadPool::entry, this);
+      if (rc != 0) rc = pthread_create(&t, nullptr, &ThreadPool::entry, this);  // default stack
+      if (rc != 0) {
+        std::fprintf(stderr, "baton-worker: cannot start an agent thread (error %d)\n", rc);
+        std::abort();
+      }
+      threads_.push_back(t);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    pthread_attr_destroy(&attr);
   }
   ~ThreadPool() {
     {
@@ -28,7 +57,7 @@ class ThreadPool {
       quit_ = true;
     }
     work_cv_.notify_all();
-    for (auto& t : threads_) t.join();
+    for (auto t : threads_) pthread_join(t, nullptr);
   }
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -37,10 +66,6 @@ class ThreadPool {
 
   void for_each(std::size_t n, const std::function<void(std::size_t)>& fn) {
     if (n == 0) return;
-    if (n == 1) {  // not worth a wake-up
-      fn(0);
-      return;
-    }
     std::unique_lock<std::mutex> lock(mu_);
     fn_ = &fn;
     n_ = n;
@@ -55,6 +80,11 @@ class ThreadPool {
   }
 
  private:
+  static void* entry(void* self) {
+    static_cast<ThreadPool*>(self)->loop();
+    return nullptr;
+  }
+
   void loop() {
     uint64_t seen = 0;
     std::unique_lock<std::mutex> lock(mu_);
@@ -79,7 +109,7 @@ class ThreadPool {
     }
   }
 
-  std::vector<std::thread> threads_;
+  std::vector<pthread_t> threads_;
   std::mutex mu_;
   std::condition_variable work_cv_;
   std::condition_variable done_cv_;

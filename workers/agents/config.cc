@@ -178,6 +178,31 @@ bool is_empty(const nlohmann::json* v) {
   return false;
 }
 
+bool regex_search(std::string_view text, const std::regex& re, std::cmatch* m, std::size_t max_bytes) {
+  if (text.size() > max_bytes) {
+    std::size_t n = max_bytes;
+    // Do not cut a UTF-8 sequence: back up over continuation bytes.
+    while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;
+    text = text.substr(0, n);
+  }
+  try {
+    std::cmatch local;
+    return std::regex_search(text.data(), text.data() + text.size(), m ? *m : local, re);
+  } catch (const std::regex_error&) {
+    return false;
+  }
+}
+
+Result<std::size_t> get_text_limit(const nlohmann::json& cfg, std::string_view kind) {
+  auto n = get_number(cfg, kind, "max_text_bytes", static_cast<double>(kRegexTextBytes));
+  if (!n) return n.status();
+  if (*n < 1 || *n > static_cast<double>(kMaxRegexTextBytes) || *n != std::floor(*n)) {
+    return invalid(std::string(kind) + ": `max_text_bytes` must be an integer within 1.." +
+                   std::to_string(kMaxRegexTextBytes));
+  }
+  return static_cast<std::size_t>(*n);
+}
+
 double round_to(double v, int digits) {
   double f = std::pow(10.0, digits);
   return std::round(v * f) / f;

@@ -9,6 +9,7 @@
 
 #include <initializer_list>
 #include <optional>
+#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,5 +62,20 @@ bool loose_equal(const nlohmann::json& a, const nlohmann::json& b);
 bool is_empty(const nlohmann::json* v);
 // Rounds to `digits` decimals.
 double round_to(double v, int digits);
+
+// std::regex (libstdc++) matches by recursion, about 0.5-1 KiB of stack per
+// character of text, and backtracks in quadratic time on failing searches: a
+// long text can overflow a thread's stack or stall a batch. Every regex an
+// agent applies to task data therefore sees at most `max_bytes` of the text
+// (default kRegexTextBytes, configurable up to kMaxRegexTextBytes), and the
+// worker runs agents on threads with large stacks (runtime: 64 MiB).
+inline constexpr std::size_t kRegexTextBytes = 4096;
+inline constexpr std::size_t kMaxRegexTextBytes = 16384;
+// Searches the first `max_bytes` of `text` (cut back to a UTF-8 boundary). A
+// regex_error at match time (complexity limit) is "no match".
+bool regex_search(std::string_view text, const std::regex& re, std::cmatch* m,
+                  std::size_t max_bytes = kRegexTextBytes);
+// Reads `max_text_bytes` (default kRegexTextBytes, within 1..kMaxRegexTextBytes).
+Result<std::size_t> get_text_limit(const nlohmann::json& cfg, std::string_view kind);
 
 }  // namespace baton::agent::config

@@ -37,19 +37,13 @@ class ExtractAgent : public Agent {
       return AgentOutput::fail(AgentOutput::kFailed, errors::kTemplateError,
                                "from: " + rendered.status().message());
     }
-    std::string text = std::move(rendered).value();
-    if (text.size() > max_text_) text.resize(max_text_);
+    const std::string text = std::move(rendered).value();
 
     AgentOutput out;
     std::vector<std::string> missing;
     for (const auto& f : fields_) {
-      std::smatch m;
-      bool found = false;
-      try {
-        found = std::regex_search(text, m, f.regex) && m.size() > 1 && m[1].matched;
-      } catch (const std::regex_error&) {
-        found = false;
-      }
+      std::cmatch m;
+      bool found = config::regex_search(text, f.regex, &m, max_text_) && m.size() > 1 && m[1].matched;
       std::string value = found ? trimmed(m[1].str()) : std::string();
       if (found && f.number) {
         auto n = read_number(value);
@@ -122,9 +116,8 @@ FactoryResult make_extract_agent(const nlohmann::json& cfg) {
   if (!required) return required.status();
   auto icase = config::get_bool(cfg, kind, "ignore_case", true);
   if (!icase) return icase.status();
-  auto max_text = config::get_number(cfg, kind, "max_text_bytes", 16384);
+  auto max_text = config::get_text_limit(cfg, kind);
   if (!max_text) return max_text.status();
-  if (*max_text < 1 || *max_text > 1 << 20) return invalid("extract: `max_text_bytes` must be within 1..1048576");
 
   auto fit = cfg.find("fields");
   if (fit == cfg.end() || !fit->is_object() || fit->empty()) {
@@ -157,8 +150,7 @@ FactoryResult make_extract_agent(const nlohmann::json& cfg) {
       }
     }
   }
-  return AgentPtr(new ExtractAgent(std::move(from).value(), std::move(fields),
-                                   static_cast<std::size_t>(*max_text)));
+  return AgentPtr(new ExtractAgent(std::move(from).value(), std::move(fields), *max_text));
 }
 
 }  // namespace baton::agent

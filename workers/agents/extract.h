@@ -8,7 +8,7 @@
 //   numbers: [amount]      # convert these to numbers ("1,234.50 EUR" -> 1234.5)
 //   required: [amount]     # missing -> NEEDS_REVIEW `missing_field` naming them
 //   ignore_case: true      # default true
-//   max_text_bytes: 16384  # only this prefix of the text is searched (default 16 KiB)
+//   max_text_bytes: 4096   # only this prefix of the text is searched (default 4 KiB, max 16 KiB)
 // Output: {field: value} for every field found (strings trimmed); with a missing
 // required field also `missing: [names]`. A value listed in `numbers` that does
 // not read as a number counts as missing. A missing template path -> FAILED

@@ -33,7 +33,7 @@ class RulesAgent : public Agent {
                                "text: " + rendered.status().message());
     }
     std::string text = std::move(rendered).value();
-    if (text.size() > max_text_) text.resize(max_text_);
+    if (text.size() > max_text_) text.resize(max_text_);  // keywords and regexes see the same prefix
     const std::string low = config::lower(text);
 
     for (std::size_t i = 0; i < rules_.size(); ++i) {
@@ -76,12 +76,8 @@ class RulesAgent : public Agent {
         for (std::size_t i = 1; i < r.keywords.size(); ++i) matched += "+" + r.keywords[i];
         return true;
       case Rule::kRegex: {
-        std::smatch m;
-        try {
-          if (!std::regex_search(text, m, *r.regex)) return false;
-        } catch (const std::regex_error&) {
-          return false;  // complexity limit: treated as no match
-        }
+        std::cmatch m;
+        if (!config::regex_search(text, *r.regex, &m, text.size())) return false;
         matched = m.str(0);
         return true;
       }
@@ -107,9 +103,8 @@ FactoryResult make_rules_agent(const nlohmann::json& cfg) {
   auto field = config::get_string(cfg, kind, "field", std::string("label"));
   if (!field) return field.status();
   if (field->empty()) return invalid("rules: `field` must not be empty");
-  auto max_text = config::get_number(cfg, kind, "max_text_bytes", 16384);
+  auto max_text = config::get_text_limit(cfg, kind);
   if (!max_text) return max_text.status();
-  if (*max_text < 1 || *max_text > 1 << 20) return invalid("rules: `max_text_bytes` must be within 1..1048576");
   std::optional<std::string> fallback;
   if (cfg.contains("default") && !cfg["default"].is_null()) {
     auto d = config::get_string(cfg, kind, "default");
@@ -155,7 +150,7 @@ FactoryResult make_rules_agent(const nlohmann::json& cfg) {
     rules.push_back(std::move(r));
   }
   return AgentPtr(new RulesAgent(std::move(text).value(), std::move(rules), std::move(fallback),
-                                 std::move(field).value(), static_cast<std::size_t>(*max_text)));
+                                 std::move(field).value(), *max_text));
 }
 
 }  // namespace baton::agent

@@ -9,7 +9,7 @@
 //     - { label: urgent, regex: "\\burgent\\b" }      # ECMAScript regex, compiled once
 //   default: general     # label when nothing matches; without it -> NEEDS_REVIEW `no_match`
 //   field: intent        # output field for the label (default `label`)
-//   max_text_bytes: 16384  # only this prefix of the text is searched (default 16 KiB)
+//   max_text_bytes: 4096   # only this prefix of the text is searched (default 4 KiB, max 16 KiB)
 // Output: {<field>: label, matched_rule: <index> | null, matched: "<keyword or regex match>" | null}.
 // A missing template path -> FAILED `template_error`.
 #pragma once

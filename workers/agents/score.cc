@@ -71,12 +71,7 @@ bool matches(const Criterion& c, const nlohmann::json* v) {
     }
     case Op::kRegex: {
       auto text = config::as_text(*v);
-      if (!text) return false;
-      try {
-        return std::regex_search(*text, *c.regex);
-      } catch (const std::regex_error&) {
-        return false;
-      }
+      return text && config::regex_search(*text, *c.regex, nullptr);
     }
     case Op::kExists:
       break;

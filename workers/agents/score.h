@@ -12,7 +12,8 @@
 // Score = sum of the weights of matched criteria / sum of all weights, in
 // [0, 1], rounded to 4 decimals. Comparisons: numbers also from numeric
 // strings; strings case-insensitive; a missing or null path matches nothing
-// (except `exists: false`); `in` on a list value matches when any element is in.
+// (except `exists: false`); `in` on a list value matches when any element is in;
+// `regex` searches the first 4 KiB of the value.
 // Output: {<field>: score, reason: "<reasons of matched criteria joined by '; '>",
 //          matched: [names of matched criteria]}, also on NEEDS_REVIEW/FAILED.
 #pragma once
