@@ -16,8 +16,8 @@ namespace baton::http {
 struct Request {
   std::string method;  // "GET", "POST", ...
   std::string target;  // path with query, e.g. "/v1/runs/abc?x=1"
-  std::string path;    // path only, e.g. "/v1/runs/abc"
-  std::map<std::string, std::string> query;  // decoded query parameters
+  std::string path;    // path only, e.g. "/v1/runs/abc" (not percent-decoded)
+  std::map<std::string, std::string> query;  // decoded query parameters ('+' is a space; last value wins)
   std::map<std::string, std::string> headers;  // lower-case names
   std::string body;
 };
@@ -43,13 +43,17 @@ struct ServerOptions {
 
 // Serves until stop(). Keep-alive connections; each request is handed to the
 // handler. Bodies over max_body_bytes get 413 with {"error":{...}} without
-// reaching the handler; malformed requests get 400.
+// reaching the handler; malformed requests get 400, headers over 16 KiB get
+// 431 (all three close the connection). `Expect: 100-continue` is answered.
+// read_timeout_ms bounds reading one request and is the idle limit of a
+// keep-alive connection.
 class Server {
  public:
   static Result<std::unique_ptr<Server>> start(const ServerOptions& opts, Handler handler);
   virtual ~Server() = default;
   virtual int port() const = 0;
-  // Stops accepting, closes connections, joins threads. Idempotent.
+  // Stops accepting, closes connections, joins threads. Idempotent. Waits for
+  // handlers already running; must not be called from a handler.
   virtual void stop() = 0;
 };
 
@@ -57,7 +61,11 @@ class Server {
 Response json_error(int status, std::string_view code, std::string_view message);
 
 // Blocking client for one request (new connection each call). `url` like
-// "http://127.0.0.1:8080/v1/runs". kUnavailable on connection errors or timeout.
+// "http://127.0.0.1:8080/v1/runs". kUnavailable on connection errors or timeout
+// (timeout_ms bounds the whole call: resolve, connect, write, read);
+// kInvalidArgument for a bad URL, method, header or a timeout_ms <= 0. Never
+// throws; safe to call from any thread. Content-Type application/json is sent
+// when the body is non-empty (a Content-Type in `headers` wins).
 struct ClientResponse {
   int status = 0;
   std::string body;

@@ -187,7 +187,9 @@ struct Client::Impl {
   }
 
   Status open(const Endpoint& ep) {
-    redisContext* c = redisConnectWithTimeout(ep.host.c_str(), ep.port, to_timeval(ep.connect_timeout_ms));
+    redisContext* c = ep.connect_timeout_ms > 0
+                          ? redisConnectWithTimeout(ep.host.c_str(), ep.port, to_timeval(ep.connect_timeout_ms))
+                          : redisConnect(ep.host.c_str(), ep.port);
     if (c == nullptr) return unavailable(where(ep) + ": cannot allocate a context");
     if (c->err != 0) {
       std::string why = c->errstr;

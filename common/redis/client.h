@@ -35,13 +35,14 @@ struct Reply {
 struct Endpoint {
   std::string host = "127.0.0.1";
   int port = 6379;
-  int connect_timeout_ms = 2000;
-  int command_timeout_ms = 5000;
+  int connect_timeout_ms = 2000;  // <= 0: the OS default
+  int command_timeout_ms = 5000;  // <= 0: none; a timed-out pipeline fails and reconnects
   std::string password;  // AUTH when non-empty
   std::string user;      // ACL user (AUTH user password) when non-empty
 };
 
-// Parses "host:port" (or "redis://host:port").
+// Parses "host:port" (or "redis://host:port"); also "redis://[user]:password@host:port",
+// "[::1]:port", and a bare "host" (port 6379). kInvalidArgument otherwise.
 Result<Endpoint> parse_endpoint(std::string_view s);
 
 class Client {
@@ -58,7 +59,8 @@ class Client {
   // Sends the queued commands and reads all replies, in order. On kUnavailable
   // the queue is dropped (the caller re-appends to retry).
   Result<std::vector<Reply>> exec();
-  // One command.
+  // One command (any commands already queued are sent with it; their
+  // replies are discarded and the last reply is returned).
   Result<Reply> command(const std::vector<std::string_view>& argv);
   Result<Reply> command(std::initializer_list<std::string_view> argv);
 
@@ -78,6 +80,8 @@ class Client {
 inline constexpr int kLibraryVersion = 1;
 std::string_view library_source();
 // Loads (or upgrades) the library; ok when it is already at kLibraryVersion.
+// A loaded library of any other version (older or newer) is replaced.
+// kUnavailable when Redis cannot be reached, kInternal when the load fails.
 Status ensure_library(Client& c);
 
 }  // namespace baton::redis

@@ -76,6 +76,26 @@ TEST(RedisClient, ConnectToClosedPortIsUnavailable) {
   EXPECT_NE(c.status().message().find(std::to_string(ep.port)), std::string::npos) << c.status().message();
 }
 
+TEST(RedisClient, NonPositiveTimeoutsMeanNone) {
+  RedisServer server;
+  ASSERT_TRUE(server.ok());
+  Endpoint ep = endpoint_for(server);
+  ep.connect_timeout_ms = 0;
+  ep.command_timeout_ms = 0;
+  auto c = connect_or_die(ep);
+  ASSERT_TRUE(c);
+  auto r = c->command({"PING"});
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->str, "PONG");
+
+  Endpoint closed;
+  closed.port = baton::testing::free_port();
+  closed.connect_timeout_ms = 0;
+  auto refused = Client::connect(closed);
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_EQ(refused.status().code(), Code::kUnavailable);
+}
+
 TEST(RedisClient, RepliesOfEveryType) {
   RedisServer server;
   ASSERT_TRUE(server.ok());
