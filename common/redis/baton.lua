@@ -21,15 +21,19 @@ end
 --       run fields (f, v)*, ctx fields (f, v)*, outbox puts (f, v)*,
 --       outbox dels f*, timer adds (member, due_ms)*, timer dels member*,
 --       audit entries (kind, at_ms, actor, detail)*,
---       then the ending: "" (still running) or "completed" | "exception" | ...,
---       then the exception reason ("" for none).
+--       then the ending: "" (no change: a running run goes on; also used to
+--       record stale events on ended runs), "resumed" (an ended run runs
+--       again, e.g. an operator retry: back in active:<p>, out of the
+--       exceptions zset) or "completed" | "exception" | ... (the run ends:
+--       out of active:<p>; out of the exceptions zset unless a reason is given),
+--       then the exception reason ("" for none; non-empty: the run is put in
+--       the exceptions zset, scored by now).
 -- Returns "OK", "DUP" (offset already applied), "EXISTS" (new run that exists;
 -- the offset is still recorded), "MISSING" (update of an unknown run; the
 -- offset is still recorded), or an error "FENCED <current epoch>". Malformed
 -- arguments give an error "ERR baton_apply: ..." and change nothing (all
 -- arguments are checked before the first write: a Redis script is atomic but
 -- not transactional, a failing command would leave the earlier writes).
--- A run that is still running (ending "") is in active:<p>, an ended one is not.
 
 -- Checks one section at args[i] (its count) with `width` args per item;
 -- returns the count or nil.
@@ -121,13 +125,18 @@ local function baton_apply(keys, args)
                'detail', args[b + 3])
   end
 
+  local has_reason = reason ~= nil and reason ~= ''
   if ending == '' then
-    -- Also for "upd": a run resumed from the exception queue is running again.
+    -- No change of run state ("upd" also records stale results for ended runs).
+    if mode == 'new' then redis.call('SADD', keys[8], run_id) end
+  elseif ending == 'resumed' then
     redis.call('SADD', keys[8], run_id)
+    redis.call('ZREM', keys[9], run_id)
   else
     redis.call('SREM', keys[8], run_id)
+    if not has_reason then redis.call('ZREM', keys[9], run_id) end
   end
-  if reason ~= nil and reason ~= '' then
+  if has_reason then
     redis.call('ZADD', keys[9], now, run_id)
   end
   return redis.status_reply('OK')

@@ -317,25 +317,88 @@ TEST_F(FunctionsTest, ApplyEndingRemovesFromActiveAndReasonQueuesException) {
   EXPECT_EQ(zscore(keys::exceptions(kNs), "bad-run").str, "5555");
 }
 
-// Regression: an update that leaves a run running (e.g. an operator retry of a
-// run parked in the exception queue) puts it back in active:<p>; before, only
-// "new" added to the set and such a run was not reloaded on reassignment.
-TEST_F(FunctionsTest, ApplyUpdateStillRunningRestoresActive) {
+// The coordinator records stale events (a late result, an old timer) on runs
+// that have already ended with an "upd" and ending "": that must not bring the
+// run back into active:<p> nor out of the exception queue.
+TEST_F(FunctionsTest, ApplyUpdateWithoutEndingLeavesEndedRunsAlone) {
+  ASSERT_EQ(apply(new_run("done-run", "1")).str, "OK");
+  ASSERT_EQ(apply(new_run("bad-run", "2")).str, "OK");
+  Apply done;
+  done.mode = "upd";
+  done.run_id = "done-run";
+  done.offset = "3";
+  done.ending = "completed";
+  ASSERT_EQ(apply(done).str, "OK");
+  Apply park;
+  park.mode = "upd";
+  park.run_id = "bad-run";
+  park.offset = "4";
+  park.ending = "exception";
+  park.reason = "needs_review";
+  ASSERT_EQ(apply(park).str, "OK");
+
+  int64_t offset = 5;
+  for (const char* run : {"done-run", "bad-run"}) {
+    Apply stale;
+    stale.mode = "upd";
+    stale.run_id = run;
+    stale.offset = std::to_string(offset++);
+    stale.audit = {{{"stale_result", "9000", "worker-2", "{}"}}};
+    ASSERT_EQ(apply(stale).str, "OK") << run;
+    EXPECT_FALSE(is_active(run)) << run;
+    EXPECT_EQ(xlen(keys::run_audit(kNs, run)), 2) << run;
+  }
+  EXPECT_FALSE(zscore(keys::exceptions(kNs), "bad-run").is_nil());
+}
+
+// "resumed": a parked run runs again (operator retry), and leaves the queue.
+TEST_F(FunctionsTest, ApplyResumedRestoresActiveAndLeavesTheExceptionQueue) {
   ASSERT_EQ(apply(new_run("r1", "1")).str, "OK");
   Apply park;
   park.mode = "upd";
   park.offset = "2";
   park.ending = "exception";
-  park.reason = "needs review";
+  park.reason = "needs_review";
   ASSERT_EQ(apply(park).str, "OK");
   ASSERT_FALSE(is_active("r1"));
+  ASSERT_FALSE(zscore(keys::exceptions(kNs), "r1").is_nil());
 
   Apply retry;
   retry.mode = "upd";
   retry.offset = "3";
   retry.run_fields = {{"status", "running"}};
+  retry.ending = "resumed";
   ASSERT_EQ(apply(retry).str, "OK");
   EXPECT_TRUE(is_active("r1"));
+  EXPECT_TRUE(zscore(keys::exceptions(kNs), "r1").is_nil());
+
+  // Completing it later (no reason) keeps it out of the queue.
+  Apply done;
+  done.mode = "upd";
+  done.offset = "4";
+  done.ending = "completed";
+  ASSERT_EQ(apply(done).str, "OK");
+  EXPECT_FALSE(is_active("r1"));
+  EXPECT_TRUE(zscore(keys::exceptions(kNs), "r1").is_nil());
+}
+
+// A parked run resolved straight to "completed" (manual output) leaves the queue.
+TEST_F(FunctionsTest, ApplyCompletingAParkedRunRemovesItFromTheExceptionQueue) {
+  ASSERT_EQ(apply(new_run("r1", "1")).str, "OK");
+  Apply park;
+  park.mode = "upd";
+  park.offset = "2";
+  park.ending = "exception";
+  park.reason = "partial fit";
+  ASSERT_EQ(apply(park).str, "OK");
+  ASSERT_FALSE(zscore(keys::exceptions(kNs), "r1").is_nil());
+  Apply resolve;
+  resolve.mode = "upd";
+  resolve.offset = "3";
+  resolve.ending = "completed";
+  ASSERT_EQ(apply(resolve).str, "OK");
+  EXPECT_TRUE(zscore(keys::exceptions(kNs), "r1").is_nil());
+  EXPECT_FALSE(is_active("r1"));
 }
 
 TEST_F(FunctionsTest, ApplyInternalEventSkipsTheOffsetCheck) {
