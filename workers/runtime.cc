@@ -32,6 +32,7 @@ struct Runtime::Item {
   v1::Task task;
   std::string done_key;
   std::string dlq_error;
+  std::unique_ptr<kafka::Message> dlq_copy;  // an oversized message, truncated for the DLQ
   int record_reply = -1;  // index of the HGETALL reply, -1: no record
   std::size_t dup_of = 0; // kDuplicate: the item that answers it
   Answer answer;
@@ -137,6 +138,7 @@ Status Runtime::run() {
     if (Status s = consumer_->commit(last_commit_, /*async=*/false); !s) {
       spdlog::warn("role={} final commit failed: {}", opts_.role, s.to_string());
     }
+    last_commit_.clear();  // close() reports the final revocation: nothing left to commit then
   }
   consumer_->close();
   if (Status s = producer_->flush(opts_.shutdown_grace_ms); !s) {
@@ -159,9 +161,14 @@ bool Runtime::process(std::vector<kafka::Message>& messages) {
     it.msg = &messages[i];
     const std::string& payload = messages[i].payload;
     if (payload.size() > limits::kMaxMessageBytes) {
+      // The DLQ has the same cap: keep the head of the payload so it can be looked at.
+      constexpr std::size_t kKeep = 64 << 10;
       it.kind = Item::kDlq;
       it.dlq_error = "task of " + std::to_string(payload.size()) + " bytes exceeds the limit of " +
-                     std::to_string(limits::kMaxMessageBytes);
+                     std::to_string(limits::kMaxMessageBytes) + " (payload truncated to " + std::to_string(kKeep) +
+                     " bytes)";
+      it.dlq_copy = std::make_unique<kafka::Message>(messages[i]);
+      it.dlq_copy->payload.resize(kKeep);
     } else if (!it.task.ParseFromString(payload)) {
       it.kind = Item::kDlq;
       it.dlq_error = "payload is not a baton.v1.Task";
@@ -330,7 +337,7 @@ bool Runtime::deliver(Batch& b) {
       };
       Status s;
       if (it.kind == Item::kDlq) {
-        s = kafka::send_to_dlq(*producer_, opts_.ns, *it.msg, it.dlq_error, cb);
+        s = kafka::send_to_dlq(*producer_, opts_.ns, it.dlq_copy ? *it.dlq_copy : *it.msg, it.dlq_error, cb);
       } else {
         const std::string& bytes =
             it.kind == Item::kDuplicate ? b.items[it.dup_of].answer.bytes : it.answer.bytes;
