@@ -740,7 +740,14 @@ Status send_to_dlq(Producer& producer, std::string_view ns, const Message& m, st
   headers.emplace_back(kDlqOriginPartition, std::to_string(m.partition));
   headers.emplace_back(kDlqOriginOffset, std::to_string(m.offset));
   headers.emplace_back(kDlqError, std::string(error.substr(0, kMaxDlqErrorBytes)));
-  return producer.produce(keys::dlq_topic(ns), m.key, m.payload, std::move(on_delivery), headers);
+  // A message over the size cap cannot be forwarded whole (our producer refuses
+  // it too): keep its first kMaxMessageBytes and say how big it was.
+  std::string_view payload = m.payload;
+  if (payload.size() > limits::kMaxMessageBytes) {
+    headers.emplace_back(kDlqTruncatedFrom, std::to_string(payload.size()));
+    payload = payload.substr(0, limits::kMaxMessageBytes);
+  }
+  return producer.produce(keys::dlq_topic(ns), m.key, payload, std::move(on_delivery), headers);
 }
 
 }  // namespace baton::kafka

@@ -133,6 +133,8 @@ inline constexpr const char* kDlqOriginTopic = "baton-origin-topic";
 inline constexpr const char* kDlqOriginPartition = "baton-origin-partition";
 inline constexpr const char* kDlqOriginOffset = "baton-origin-offset";
 inline constexpr const char* kDlqError = "baton-error";
+// Set when the payload was cut to limits::kMaxMessageBytes: the original size.
+inline constexpr const char* kDlqTruncatedFrom = "baton-truncated-from";
 
 // Sends a message that could not be handled to baton.<ns>.dlq with headers naming
 // its origin and the error. Keeps the original key, payload and headers (origin

@@ -1,0 +1,332 @@
+// End-to-end tests of the coordinator as a separate process, with a real
+// redis-server, baton-broker and baton-worker processes: bad messages on the
+// events and triggers topics go to the DLQ while serving continues; a trigger
+// redelivered many times starts one run; a coordinator SIGKILLed mid-flight
+// and restarted finishes every run with each record write applied once.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <future>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/http/http.h"
+#include "common/kafka/kafka.h"
+#include "common/redis/client.h"
+#include "common/util/ids.h"
+#include "common/util/json.h"
+#include "common/util/keys.h"
+#include "common/util/limits.h"
+#include "proto/baton/v1/baton.pb.h"
+#include "tests/support/process.h"
+#include "tests/support/servers.h"
+#include "tests/support/wait.h"
+
+namespace baton::testing {
+namespace {
+
+using nlohmann::json;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr const char* kNs = "coord";
+
+std::string example_dir() { return source_dir() + "/examples/lead-to-meeting"; }
+
+std::vector<json> read_jsonl(const std::string& path) {
+  std::vector<json> out;
+  std::istringstream in(read_file(path));
+  std::string line;
+  while (std::getline(in, line))
+    if (line.find_first_not_of(" \t\r") != std::string::npos) out.push_back(json::parse(line));
+  return out;
+}
+
+// Broker + Redis + coordinator + one worker per role of lead-to-meeting, each a process.
+class Fleet {
+ public:
+  Fleet() : broker_(4, kNs, "responder,qualifier,booker") {
+    dir_ = make_temp_dir("baton-e2e-coord");
+    if (!broker_.ok() || !redis_.ok()) return;
+    auto ep = redis::parse_endpoint(redis_.address());
+    auto c = redis::Client::connect(*ep);
+    if (c) redis_client_ = std::move(c).value();
+    kafka::KafkaConfig kc;
+    kc.brokers = broker_.bootstrap();
+    auto p = kafka::make_producer(kc, true);
+    if (p) producer_ = std::move(p).value();
+  }
+  ~Fleet() {
+    for (auto& [_, w] : workers_) w.stop();
+    coordinator_.stop();
+    remove_tree(dir_);
+  }
+
+  bool start_coordinator() {
+    std::string port_file = dir_ + "/http.port";
+    std::remove(port_file.c_str());
+    if (!coordinator_.start({bin_dir() + "/baton-coordinator", "--brokers", broker_.bootstrap(), "--redis",
+                             redis_.address(), "--namespace", kNs, "--workflows", example_dir(), "--http",
+                             "127.0.0.1:0", "--http-port-file", port_file},
+                            dir_ + "/coordinator.log"))
+      return false;
+    auto ok = wait_until([&] { return !read_file(port_file).empty() || !coordinator_.running(); }, seconds(30));
+    if (!ok || !coordinator_.running()) return false;
+    api_ = "http://127.0.0.1:" + std::to_string(std::stoi(read_file(port_file)));
+    return wait_until(
+        [&] {
+          auto r = http::request("GET", api_ + "/readyz", "", 2000);
+          return r && r->status == 200;
+        },
+        seconds(60));
+  }
+
+  bool start_workers() {
+    for (const char* role : {"responder", "qualifier", "booker"}) {
+      if (!workers_[role].start({bin_dir() + "/baton-worker", "--role", role, "--brokers", broker_.bootstrap(),
+                                 "--redis", redis_.address(), "--namespace", kNs, "--workflows", example_dir()},
+                                dir_ + "/worker-" + role + ".log"))
+        return false;
+    }
+    return true;
+  }
+
+  // Starts a run over HTTP; returns its id ("" on failure).
+  std::string start_run(const json& input) {
+    auto r = http::request("POST", api_ + "/v1/runs", json{{"workflow", "lead-to-meeting"}, {"input", input}}.dump());
+    if (!r || r->status != 202) return "";
+    return json::parse(r->body).value("run_id", "");
+  }
+
+  json get_run(const std::string& id) {
+    auto r = http::request("GET", api_ + "/v1/runs/" + id, "", 5000);
+    if (!r || r->status != 200) return json();
+    return json::parse(r->body, nullptr, false);
+  }
+
+  bool all_ended(const std::vector<std::string>& ids, std::string* last) {
+    for (const auto& id : ids) {
+      json run = get_run(id);
+      if (!run.is_object() || run.value("status", "") == "running") {
+        if (last) *last = id + ": " + (run.is_object() ? run.dump() : "not found");
+        return false;
+      }
+    }
+    return true;
+  }
+
+  std::string coordinator_log() { return read_file(dir_ + "/coordinator.log"); }
+
+  Broker& broker() { return broker_; }
+  redis::Client& redis() { return *redis_client_; }
+  kafka::Producer& producer() { return *producer_; }
+  Process& coordinator() { return coordinator_; }
+  bool ok() const { return broker_.ok() && redis_.ok() && redis_client_ && producer_; }
+
+ private:
+  Broker broker_;
+  RedisServer redis_;
+  std::string dir_;
+  std::string api_;
+  Process coordinator_;
+  std::map<std::string, Process> workers_;
+  std::unique_ptr<redis::Client> redis_client_;
+  std::unique_ptr<kafka::Producer> producer_;
+};
+
+// Reads up to `want` messages from the DLQ (its own consumer group).
+std::vector<kafka::Message> read_dlq(const std::string& brokers, std::size_t want) {
+  kafka::KafkaConfig kc;
+  kc.brokers = brokers;
+  auto c = kafka::make_consumer(kc, "dlq-reader-" + random_id());
+  std::vector<kafka::Message> out;
+  if (!c) return out;
+  if (!(*c)->subscribe({keys::dlq_topic(kNs)})) return out;
+  auto deadline = std::chrono::steady_clock::now() + seconds(30);
+  while (out.size() < want && std::chrono::steady_clock::now() < deadline) (void)(*c)->poll_batch(out, 100, 200);
+  (*c)->close();
+  return out;
+}
+
+std::string header(const kafka::Message& m, const std::string& name) {
+  for (const auto& [k, v] : m.headers)
+    if (k == name) return v;
+  return "";
+}
+
+std::map<std::string, std::string> hgetall(redis::Client& c, const std::string& key) {
+  std::map<std::string, std::string> out;
+  auto r = c.command({"HGETALL", key});
+  if (r && r->is_array())
+    for (std::size_t i = 0; i + 1 < r->elements.size(); i += 2) out[r->elements[i].str] = r->elements[i + 1].str;
+  return out;
+}
+
+TEST(Coordinator, BadEventsAndTriggersGoToTheDlqAndServingContinues) {
+  Fleet f;
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE(f.start_coordinator()) << f.coordinator_log();
+  ASSERT_TRUE(f.start_workers());
+
+  auto sync_produce = [&](const std::string& topic, const std::string& key, const std::string& payload) {
+    auto done = std::make_shared<std::promise<Status>>();
+    auto fut = done->get_future();
+    Status s = f.producer().produce(topic, key, payload, [done](const Status& st) { done->set_value(st); });
+    return s && fut.wait_for(seconds(10)) == std::future_status::ready && fut.get().is_ok();
+  };
+  // Not a protobuf, an oversized message (capped before parsing), a RunEvent
+  // without a body, and a trigger that is not a Trigger.
+  ASSERT_TRUE(sync_produce(keys::events_topic(kNs), "k1", std::string("\xff\xff\xff garbage", 12)));
+  {
+    // Our own producer refuses oversized messages, so a foreign one sends it.
+    std::string big = make_temp_dir("baton-big") ;
+    std::ofstream(big + "/msg", std::ios::binary) << std::string(limits::kMaxMessageBytes + 1, 'x');
+    Process kcat;
+    ASSERT_TRUE(kcat.start({"kcat", "-P", "-b", f.broker().bootstrap(), "-t", keys::events_topic(kNs), "-k", "k2",
+                            "-X", "message.max.bytes=4000000", big + "/msg"}));
+    int st = 0;
+    ASSERT_TRUE(kcat.wait_exit(seconds(30), &st));
+    ASSERT_EQ(st, 0);
+    remove_tree(big);
+  }
+  baton::v1::RunEvent empty;
+  empty.set_run_id("r-empty");
+  ASSERT_TRUE(sync_produce(keys::events_topic(kNs), "r-empty", empty.SerializeAsString()));
+  ASSERT_TRUE(sync_produce(keys::triggers_topic(kNs), "t1", std::string("\x0a\xff\xff", 3)));
+  baton::v1::Trigger unknown;
+  unknown.set_workflow("no-such-workflow");
+  ASSERT_TRUE(sync_produce(keys::triggers_topic(kNs), "t2", unknown.SerializeAsString()));
+
+  auto dlq = read_dlq(f.broker().bootstrap(), 5);
+  ASSERT_EQ(dlq.size(), 5u) << f.coordinator_log();
+  std::set<std::string> keys_seen;
+  for (const auto& m : dlq) {
+    keys_seen.insert(m.key);
+    EXPECT_FALSE(header(m, kafka::kDlqError).empty()) << m.key;
+    EXPECT_FALSE(header(m, kafka::kDlqOriginTopic).empty()) << m.key;
+  }
+  EXPECT_EQ(keys_seen, (std::set<std::string>{"k1", "k2", "r-empty", "t1", "t2"}));
+  for (const auto& m : dlq) {
+    if (m.key == "k2") {
+      EXPECT_NE(header(m, kafka::kDlqError).find("exceeds"), std::string::npos);
+      EXPECT_EQ(m.payload.size(), limits::kMaxMessageBytes);  // cut to the cap, original size said
+      EXPECT_EQ(header(m, kafka::kDlqTruncatedFrom), std::to_string(limits::kMaxMessageBytes + 1));
+    }
+    if (m.key == "t2") {
+      EXPECT_NE(header(m, kafka::kDlqError).find("unknown workflow"), std::string::npos);
+    }
+  }
+
+  // The coordinator keeps serving: a good run completes.
+  auto leads = read_jsonl(example_dir() + "/leads.jsonl");
+  std::string id = f.start_run(leads.at(0));
+  ASSERT_FALSE(id.empty());
+  std::string last;
+  ASSERT_TRUE(wait_until([&] { return f.all_ended({id}, &last); }, seconds(60), [&] { return last; }));
+  EXPECT_EQ(f.get_run(id)["status"], "completed");
+  EXPECT_TRUE(f.coordinator().running());
+}
+
+TEST(Coordinator, ATriggerRedeliveredManyTimesStartsOneRun) {
+  Fleet f;
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE(f.start_coordinator()) << f.coordinator_log();
+  ASSERT_TRUE(f.start_workers());
+  auto leads = read_jsonl(example_dir() + "/leads.jsonl");
+  baton::v1::Trigger t;
+  t.set_workflow("lead-to-meeting");
+  t.set_input_json(leads.at(0).dump());
+  t.set_source("crm");
+  // No dedupe_key on the message: the workflow's trigger.dedupe template gives it.
+  std::string key = leads.at(0)["lead_id"];
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(f.producer().produce(keys::triggers_topic(kNs), key, t.SerializeAsString()));
+  ASSERT_TRUE(f.producer().flush(10000));
+  std::string run_id = run_id_for_dedupe("lead-to-meeting", key);
+  std::string last;
+  ASSERT_TRUE(wait_until([&] { return f.all_ended({run_id}, &last); }, seconds(60), [&] { return last; }));
+  // Redeliver after the run ended, too.
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(f.producer().produce(keys::triggers_topic(kNs), key, t.SerializeAsString()));
+  ASSERT_TRUE(f.producer().flush(10000));
+
+  // Exactly one run_started in the run's audit trail, once the coordinator has
+  // consumed everything (its committed trigger offsets reach 8 messages).
+  auto count_started = [&] {
+    auto r = f.redis().command({"XRANGE", keys::run_audit(kNs, run_id), "-", "+"});
+    int n = 0;
+    if (r && r->is_array())
+      for (const auto& e : r->elements)
+        if (e.elements.size() == 2 && e.elements[1].elements.size() >= 2 && e.elements[1].elements[1].str == "run_started")
+          ++n;
+    return n;
+  };
+  json run = f.get_run(run_id);
+  EXPECT_EQ(run["status"], "completed");
+  EXPECT_EQ(run["dedupe_key"], key);
+  // Give the late duplicates time to be consumed: a second run would show up
+  // as a second run_started or a changed created_ms.
+  int64_t created = run["created_ms"];
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto r = f.redis().command({"GET", keys::applied(kNs, murmur2_partition(run_id, 4))});
+        return r && r->is_string() && !r->str.empty();
+      },
+      seconds(20)));
+  std::this_thread::sleep_for(milliseconds(500));
+  EXPECT_EQ(count_started(), 1);
+  EXPECT_EQ(f.get_run(run_id)["created_ms"], created);
+  auto rec = hgetall(f.redis(), keys::record(kNs, "lead:" + key));
+  EXPECT_EQ(rec["_v"], "3");  // three writing steps, each applied once
+}
+
+TEST(Coordinator, KilledMidFlightAndRestartedFinishesEveryRunOnce) {
+  Fleet f;
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE(f.start_coordinator()) << f.coordinator_log();
+  ASSERT_TRUE(f.start_workers());
+  auto leads = read_jsonl(example_dir() + "/leads.jsonl");
+  auto expected = read_jsonl(example_dir() + "/expected.jsonl");
+  std::map<std::string, json> want;
+  for (const auto& e : expected) want[e["lead_id"]] = e;
+
+  std::vector<std::string> ids;
+  std::map<std::string, std::string> lead_of;
+  for (const auto& l : leads) {
+    std::string id = f.start_run(l);
+    ASSERT_FALSE(id.empty());
+    ids.push_back(id);
+    lead_of[id] = l.value("lead_id", "");
+  }
+  // Kill it while runs are in flight (most runs are a few ms each, so some
+  // are mid-way; the rest are still unapplied starts on the events topic).
+  f.coordinator().kill();
+  ASSERT_TRUE(f.start_coordinator()) << f.coordinator_log();
+  std::string last;
+  ASSERT_TRUE(wait_until([&] { return f.all_ended(ids, &last); }, seconds(120), [&] { return last; }))
+      << f.coordinator_log();
+  for (const auto& id : ids) {
+    json run = f.get_run(id);
+    const json& e = want.at(lead_of[id]);
+    EXPECT_EQ(run["status"], e["outcome"]) << lead_of[id];
+    // Each completed writing step wrote once: _v == number of succeeded steps that write.
+    auto rec = hgetall(f.redis(), keys::record(kNs, "lead:" + lead_of[id]));
+    int writers = 0;
+    for (const auto& s : run["steps"]) writers += s["status"] == "succeeded";
+    EXPECT_EQ(rec.count("_v") ? std::stoi(rec["_v"]) : 0, writers) << lead_of[id];
+  }
+  // The restarted owner took the partitions over with a higher epoch.
+  int max_epoch = 0;
+  for (int p = 0; p < 4; ++p) {
+    auto r = f.redis().command({"GET", keys::epoch(kNs, p)});
+    if (r && r->is_string()) max_epoch = std::max(max_epoch, std::stoi(r->str));
+  }
+  EXPECT_GE(max_epoch, 2);
+}
+
+}  // namespace
+}  // namespace baton::testing
