@@ -103,7 +103,7 @@ void RunStore::append_record_write(const RecordWriteRequest& req) {
   args_.push_back("baton_record_write");
   args_.push_back("2");
   args_.push_back(keys::record(ns_, req.record_key));
-  args_.push_back(keys::record_writes(ns_, req.record_key));
+  args_.push_back(keys::record_write_memo(ns_, req.record_key, req.idempotency_key));
   args_.push_back(req.idempotency_key);
   args_.push_back(std::to_string(req.version_read));
   args_.push_back(req.writer);

@@ -143,7 +143,7 @@ local function baton_apply(keys, args)
 end
 
 -- baton_record_write: apply one step attempt's writes to a shared record.
--- KEYS: 1 record hash, 2 the record's write memo hash
+-- KEYS: 1 record hash, 2 this attempt's memo key ({rec:<key>}:w:<idempotency key>)
 -- ARGV: 1 idempotency key "<run>:<step>:<attempt>", 2 record version the step
 --       read (0: absent), 3 writer "<run>:<step>", 4 memo TTL seconds,
 --       5 n allowed fields, allowed..., then n fields, (field, JSON value)*
@@ -154,7 +154,7 @@ end
 -- Malformed arguments give an error "ERR baton_record_write: ..." and change
 -- nothing (and are not memoised).
 local function baton_record_write(keys, args)
-  local memo = redis.call('HGET', keys[2], args[1])
+  local memo = redis.call('GET', keys[2])
   if memo then
     return cjson.decode(memo)
   end
@@ -199,8 +199,11 @@ local function baton_record_write(keys, args)
       call_chunked('HSET', keys[1], sets, 1, #sets / 2, 2)
     end
   end
-  redis.call('HSET', keys[2], args[1], cjson.encode(reply))
-  if ttl > 0 then redis.call('EXPIRE', keys[2], ttl) end
+  if ttl > 0 then
+    redis.call('SET', keys[2], cjson.encode(reply), 'EX', ttl)
+  else
+    redis.call('SET', keys[2], cjson.encode(reply))
+  end
   return reply
 end
 

@@ -33,9 +33,10 @@ inline std::string run_audit(std::string_view ns, std::string_view id) { return 
 inline std::string record(std::string_view ns, std::string_view key) {
   return "baton:" + std::string(ns) + ":{rec:" + std::string(key) + "}";
 }
-// Idempotency memo of record writes: field "<run>:<step>:<attempt>" -> reply.
-inline std::string record_writes(std::string_view ns, std::string_view key) {
-  return record(ns, key) + ":writes";
+// Idempotency memo of one record write (the reply of baton_record_write for
+// "<run>:<step>:<attempt>"), its own key with a TTL, in the record's slot.
+inline std::string record_write_memo(std::string_view ns, std::string_view key, std::string_view idempotency_key) {
+  return record(ns, key) + ":w:" + std::string(idempotency_key);
 }
 inline std::string record_lock(std::string_view ns, std::string_view key) { return record(ns, key) + ":lock"; }
 inline std::string epoch(std::string_view ns, int32_t partition) {

@@ -105,7 +105,7 @@ struct RecordWrite {
 
   std::vector<std::string> argv() const {
     std::vector<std::string> a = {"FCALL", "baton_record_write", "2", keys::record(kNs, record),
-                                  keys::record_writes(kNs, record), idem, version_read, writer, ttl,
+                                  keys::record_write_memo(kNs, record, idem), idem, version_read, writer, ttl,
                                   std::to_string(allowed.size())};
     a.insert(a.end(), allowed.begin(), allowed.end());
     a.push_back(std::to_string(fields.size()));
@@ -566,7 +566,7 @@ TEST_F(FunctionsTest, RecordWriteSetsTheMemoTtl) {
   w.ttl = "600";
   w.fields = {{"score", "1"}};
   ASSERT_EQ(call(w.argv()).elements[0].str, "OK");
-  int64_t ttl = cmd({"TTL", keys::record_writes(kNs, "lead:42")}).integer;
+  int64_t ttl = cmd({"TTL", keys::record_write_memo(kNs, "lead:42", "r1:qualify:1")}).integer;
   EXPECT_GT(ttl, 0);
   EXPECT_LE(ttl, 600);
   EXPECT_EQ(cmd({"TTL", keys::record(kNs, "lead:42")}).integer, -1);  // the record itself never expires
@@ -581,7 +581,7 @@ TEST_F(FunctionsTest, RecordWriteWithMalformedArgumentsWritesNothing) {
   ASSERT_TRUE(r.is_error());
   EXPECT_NE(r.str.find("baton_record_write"), std::string::npos) << r.str;
   EXPECT_FALSE(exists(keys::record(kNs, "lead:42")));
-  EXPECT_FALSE(exists(keys::record_writes(kNs, "lead:42")));
+  EXPECT_FALSE(exists(keys::record_write_memo(kNs, "lead:42", "r1:qualify:1")));
 
   w.ttl = "60";  // the same idempotency key is not poisoned by the bad call
   EXPECT_EQ(call(w.argv()).elements[0].str, "OK");
