@@ -152,8 +152,8 @@ TEST(BrokerTest, ExitsZeroOnSigint) {
 TEST(BrokerTest, RejectsBadFlags) {
   for (const std::vector<std::string>& args :
        {std::vector<std::string>{"--partitions", "0"}, std::vector<std::string>{"--topics", "bad topic"},
-        std::vector<std::string>{"--roles", "a/b"}, std::vector<std::string>{"--brokers", "0"},
-        std::vector<std::string>{"--no-such-flag"}}) {
+        std::vector<std::string>{"--roles", "a/b"}, std::vector<std::string>{"--namespace", ""},
+        std::vector<std::string>{"--brokers", "0"}, std::vector<std::string>{"--no-such-flag"}}) {
     BrokerProcess b(args);
     ASSERT_TRUE(b.started());
     int status = -1;

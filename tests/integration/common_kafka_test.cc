@@ -241,6 +241,29 @@ TEST_F(KafkaTest, CommitThenNewConsumerResumesAfterCommittedOffset) {
   EXPECT_TRUE(c2->commit({}, false).is_ok());
 }
 
+// A member that stopped polling is dropped from the group; its later commit
+// is refused as fenced (another member may own the partition by now).
+TEST_F(KafkaTest, CommitAfterLeavingTheGroupIsFenced) {
+  const std::string topic = keys::events_topic(kNs);
+  cfg_.extra = {{"max.poll.interval.ms", "3000"}};
+  auto c = consumer("g-fenced");
+  ASSERT_NE(c, nullptr);
+  ASSERT_TRUE(c->subscribe({topic}).is_ok());
+  ASSERT_TRUE(producer_->produce(topic, "k", "v", {}, {}, 0).is_ok());
+  std::vector<Message> got;
+  ASSERT_TRUE(consume_at_least(*c, got, 1));
+  ASSERT_TRUE(c->commit({{topic, 0, got[0].offset + 1}}, false).is_ok());
+  // No poll from here on: max.poll.interval.ms runs out and the client leaves.
+  Status last;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        last = c->commit({{topic, 0, got[0].offset + 1}}, false);
+        return !last.is_ok();
+      },
+      30s, [&] { return last.to_string(); }, 200ms));
+  EXPECT_EQ(last.code(), Code::kFenced) << last.to_string();
+}
+
 TEST_F(KafkaTest, RebalanceListenerReportsAssignmentAndRevocation) {
   std::mutex mu;
   std::vector<TopicPartition> assigned, revoked;

@@ -98,7 +98,13 @@ bool write_atomically(const std::string& path, const std::string& content) {
 int run(const Options& opt) {
   std::vector<std::string> topics = {baton::keys::events_topic(opt.ns), baton::keys::triggers_topic(opt.ns),
                                      baton::keys::audit_topic(opt.ns), baton::keys::dlq_topic(opt.ns)};
-  for (const auto& role : opt.roles) topics.push_back(baton::keys::tasks_topic(opt.ns, role));
+  for (const auto& role : opt.roles) {
+    if (role.empty()) {
+      spdlog::error("--roles contains an empty role name");
+      return 2;
+    }
+    topics.push_back(baton::keys::tasks_topic(opt.ns, role));
+  }
   for (const auto& t : opt.topics) topics.push_back(t);
   // A name given twice (a role that is also in --topics) is created once.
   std::vector<std::string> unique;
