@@ -31,6 +31,7 @@
 #include "common/redis/client.h"
 #include "common/util/ids.h"
 #include "common/util/keys.h"
+#include "common/util/log.h"
 #include "proto/baton/v1/baton.pb.h"
 
 namespace {
@@ -144,6 +145,7 @@ int main(int argc, char** argv) {
   cli.add_option("--workflows", workflows, "workflow dir (must define workflow 'bench')")->capture_default_str();
   cli.add_flag("--keep", keep, "keep the state dir (logs) afterwards");
   CLI11_PARSE(cli, argc, argv);
+  baton::init_logging("bench", "warn");  // stderr: stdout carries only the JSON line
 
   char tmpl[] = "/tmp/baton-bench-XXXXXX";
   std::string state = mkdtemp(tmpl);
