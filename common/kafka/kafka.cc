@@ -731,7 +731,7 @@ Status send_to_dlq(Producer& producer, std::string_view ns, const Message& m, st
   // trip to a DLQ: the newest origin wins.
   for (const auto& h : m.headers) {
     if (h.first == kDlqOriginTopic || h.first == kDlqOriginPartition || h.first == kDlqOriginOffset ||
-        h.first == kDlqError) {
+        h.first == kDlqError || h.first == kDlqTruncatedFrom) {
       continue;
     }
     headers.push_back(h);

@@ -429,6 +429,32 @@ TEST_F(KafkaTest, SendToDlqKeepsKeyPayloadAndNamesOrigin) {
       << "the newest error replaces an older one";
 }
 
+// An oversized poison message still reaches the DLQ: cut to the cap, with its
+// original size in a header.
+TEST_F(KafkaTest, SendToDlqCutsOversizedPayloadToTheCap) {
+  Message huge;
+  huge.topic = keys::triggers_topic(kNs);
+  huge.partition = 1;
+  huge.offset = 9;
+  huge.key = "dedupe-1";
+  huge.payload = std::string(limits::kMaxMessageBytes + 100, 'z');
+  huge.headers = {{kafka::kDlqTruncatedFrom, "stale"}};
+  ASSERT_TRUE(kafka::send_to_dlq(*producer_, kNs, huge, "too large").is_ok());
+  ASSERT_TRUE(producer_->flush(15000).is_ok());
+  auto c = consumer("g-dlq-huge");
+  ASSERT_NE(c, nullptr);
+  ASSERT_TRUE(c->subscribe({keys::dlq_topic(kNs)}).is_ok());
+  std::vector<Message> got;
+  ASSERT_TRUE(consume_at_least(*c, got, 1));
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].payload, huge.payload.substr(0, limits::kMaxMessageBytes));
+  EXPECT_EQ(header(got[0], kafka::kDlqTruncatedFrom), std::to_string(huge.payload.size()));
+  EXPECT_EQ(std::count_if(got[0].headers.begin(), got[0].headers.end(),
+                          [](const auto& h) { return h.first == kafka::kDlqTruncatedFrom; }),
+            1);
+  EXPECT_EQ(header(got[0], kafka::kDlqOriginTopic), huge.topic);
+}
+
 TEST_F(KafkaTest, PayloadOfExactlyMaxMessageBytesGoesThroughAndLargerIsRefused) {
   const std::string topic = keys::events_topic(kNs);
   std::string big(limits::kMaxMessageBytes, '\0');
