@@ -569,6 +569,7 @@ TEST_F(KafkaTest, MeasureThroughputAndRoundTripLatency) {
   const std::string topic = keys::events_topic(kNs);
   constexpr int kN = 100000;
   const std::string payload(300, 'p');
+  cfg_.fetch_wait_max_ms = 2;  // the figure asked for, whatever the default is
   auto c = consumer("g-measure");
   ASSERT_NE(c, nullptr);
   ASSERT_TRUE(c->subscribe({topic}).is_ok());
@@ -597,7 +598,6 @@ TEST_F(KafkaTest, MeasureThroughputAndRoundTripLatency) {
   RecordProperty("throughput_msgs_per_s", static_cast<int>(kN / secs));
 
   // Round trip of one message at a time with fetch.wait.max.ms = 2.
-  ASSERT_EQ(cfg_.fetch_wait_max_ms, 2);
   std::vector<double> rtts;
   for (int i = 0; i < 200; ++i) {
     std::vector<Message> one;
