@@ -32,8 +32,8 @@ struct Options {
   std::string workflows_dir;
   std::string http = "127.0.0.1:8080";
   std::string http_port_file;
-  int fetch_wait_ms = 2;
-  double linger_ms = 0.5;
+  int fetch_wait_ms = 1;
+  double linger_ms = 0;
   std::size_t max_batch = 2048;
   int timer_scan_ms = 50;
 };

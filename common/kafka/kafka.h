@@ -22,8 +22,8 @@ namespace baton::kafka {
 struct KafkaConfig {
   std::string brokers;              // bootstrap.servers
   std::string client_id = "baton";
-  int fetch_wait_max_ms = 2;        // per-hop latency floor against baton-broker
-  double linger_ms = 0.5;           // producer batching delay
+  int fetch_wait_max_ms = 1;        // per-hop latency floor against baton-broker
+  double linger_ms = 0;             // producer batching delay (0: send at once; batches form while a request is in flight)
   int session_timeout_ms = 10000;
   // Extra librdkafka properties (name -> value), applied last.
   std::vector<std::pair<std::string, std::string>> extra;

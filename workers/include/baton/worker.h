@@ -17,7 +17,7 @@ struct WorkerOptions {
   std::string workflows;                   // directory of workflow YAML files (the coordinator's)
   int concurrency = 8;                     // agent threads
   std::string worker_id;                   // default <hostname>-<pid>
-  int fetch_wait_ms = 2;                   // Kafka fetch.wait.max.ms
+  int fetch_wait_ms = 1;                   // Kafka fetch.wait.max.ms
   int max_batch = 256;                     // tasks per batch
   std::string log_level;                   // trace, debug, info, warn, error (default: env or info)
 };
