@@ -69,6 +69,11 @@ Status Application::init() {
   auto producer = kafka::make_producer(kc, /*with_poller=*/true);
   if (!producer) return producer.status();
   producer_ = std::move(producer).value();
+  // Fetch the topics' metadata now, so the first task of each role is not held
+  // back (about a second) waiting for it.
+  std::vector<std::string> topics = {events_topic_, keys::dlq_topic(opts_.ns)};
+  for (const auto& role : registry_.roles()) topics.push_back(keys::tasks_topic(opts_.ns, role));
+  if (Status s = producer_->warm_up(topics, 5000); !s) spdlog::warn("warming up topics: {}", s.to_string());
 
   kafka::RebalanceListener listener;
   listener.on_assigned = [this](const std::vector<kafka::TopicPartition>& p) { on_assigned(p); };

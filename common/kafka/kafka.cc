@@ -340,6 +340,24 @@ class KafkaProducer final : public Producer {
     return to_status(err, "flush");
   }
 
+  Status warm_up(const std::vector<std::string>& topics, int timeout_ms) override {
+    Status first;
+    for (const auto& name : topics) {
+      std::string err;
+      std::unique_ptr<RdKafka::Topic> t(RdKafka::Topic::create(producer_.get(), name, nullptr, err));
+      if (!t) {
+        if (first) first = invalid("kafka topic " + name + ": " + err);
+        continue;
+      }
+      RdKafka::Metadata* md = nullptr;
+      RdKafka::ErrorCode e = producer_->metadata(false, t.get(), &md, timeout_ms);
+      delete md;
+      if (e != RdKafka::ERR_NO_ERROR && first) first = to_status(e, "metadata " + name);
+      warm_.push_back(std::move(t));  // keep the handle (and its metadata) alive
+    }
+    return first;
+  }
+
   Result<int32_t> partition_count(std::string_view topic, int timeout_ms) override {
     auto cluster = describe_cluster(*producer_, timeout_ms);
     if (!cluster) return cluster.status();
@@ -352,6 +370,7 @@ class KafkaProducer final : public Producer {
   std::unique_ptr<RdKafka::Producer> producer_;
   std::atomic<bool> stop_{false};
   std::thread poller_;
+  std::vector<std::unique_ptr<RdKafka::Topic>> warm_;  // destroyed before producer_
 };
 
 Result<std::unique_ptr<RdKafka::Producer>> make_raw_producer(const KafkaConfig& cfg, const Settings& own) {

@@ -58,6 +58,10 @@ class Producer {
   virtual void poll(int timeout_ms) = 0;
   // Waits until everything enqueued is delivered or failed (callbacks run).
   virtual Status flush(int timeout_ms) = 0;
+  // Creates the producer's handles for `topics` and fetches their metadata, so
+  // the first message to each is not held back waiting for it. Best effort:
+  // returns the first error but warms what it can.
+  virtual Status warm_up(const std::vector<std::string>& topics, int timeout_ms) = 0;
   // Number of partitions of `topic` (metadata request), for callers that need it.
   // kNotFound when the topic does not exist (asking never creates it).
   virtual Result<int32_t> partition_count(std::string_view topic, int timeout_ms) = 0;
