@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 
 namespace baton::coordinator {
 namespace {
@@ -414,6 +415,50 @@ TEST_F(EngineTest, StateRoundTripsThroughTheRedisHashes) {
   EXPECT_EQ(t.dispatch[0].step_id(), "book");
   RunState empty;
   EXPECT_FALSE(RunState::from_hashes("x", {}, {}, empty));
+}
+
+// Transitions write only what changed; replaying their fields into hashes (as
+// HSET does) must rebuild exactly the engine's state at every point.
+TEST_F(EngineTest, TransitionDeltasReplayedIntoHashesRebuildTheState) {
+  std::map<std::string, std::string> run_hash, ctx_hash;
+  auto apply = [&](const Transition& t) {
+    for (const auto& [k, v] : t.run_fields) run_hash[k] = v;
+    for (const auto& [k, v] : t.ctx_fields) ctx_hash[k] = v;
+  };
+  auto check = [&](const char* when) {
+    RunState back;
+    ASSERT_TRUE(RunState::from_hashes("run-1", {run_hash.begin(), run_hash.end()}, {ctx_hash.begin(), ctx_hash.end()},
+                                      back))
+        << when;
+    EXPECT_EQ(back.status, st.status) << when;
+    EXPECT_EQ(back.reason, st.reason) << when;
+    EXPECT_EQ(back.ended_ms, st.ended_ms) << when;
+    EXPECT_EQ(back.updated_ms, st.updated_ms) << when;
+    EXPECT_EQ(back.steps_executed, st.steps_executed) << when;
+    EXPECT_EQ(back.record_key, st.record_key) << when;
+    EXPECT_EQ(back.context, st.context) << when;
+    for (const auto& [id, ss] : st.steps) {
+      EXPECT_EQ(back.steps[id].status, ss.status) << when << " " << id;
+      EXPECT_EQ(back.steps[id].attempt, ss.attempt) << when << " " << id;
+      EXPECT_EQ(back.steps[id].error_code, ss.error_code) << when << " " << id;
+    }
+  };
+  apply(engine.start(&wf, "run-1", 3, started(), 1000, st));
+  check("start");
+  apply(ok("respond", 1, R"({"first_touch":"hi"})"));
+  check("respond");
+  apply(engine.on_timer(wf, st, Timer{TimerKind::kTimeout, "qualify", 1, 0}, 3000));
+  check("timeout");
+  apply(engine.on_timer(wf, st, Timer{TimerKind::kRetry, "qualify", 1, 0}, 3100));
+  check("retry");
+  apply(engine.on_result(wf, st, result("qualify", 2, baton::v1::StepResult::OK, R"({"score":1})"), {}, 3200));
+  check("qualify");
+  auto f = result("book", 1, baton::v1::StepResult::FAILED);
+  f.mutable_error()->set_code("calendar_down");
+  apply(engine.on_result(wf, st, f, {}, 3300));
+  check("exception");
+  EXPECT_EQ(run_hash["status"], "exception");
+  EXPECT_EQ(run_hash["reason"], "step_failed");
 }
 
 }  // namespace
