@@ -114,6 +114,10 @@ bool Runtime::backoff(int& ms) {
 Status Runtime::run() {
   const std::string topic = keys::tasks_topic(opts_.ns, opts_.role);
   if (Status s = consumer_->subscribe({topic}); !s) return s;
+  // So that the first answers are not held back by a metadata round trip.
+  if (Status s = producer_->warm_up({events_topic_, keys::dlq_topic(opts_.ns)}, 5000); !s) {
+    spdlog::warn("role={} producer warm-up: {}", opts_.role, s.to_string());
+  }
   spdlog::info("role={} serving {} as group {} with {} agent threads, batches of up to {}", opts_.role, topic,
                keys::worker_group(opts_.ns, opts_.role), opts_.concurrency, opts_.max_batch);
 
@@ -266,17 +270,21 @@ bool Runtime::check_cache(Batch& b) {
 void Runtime::execute(Batch& b) {
   pool_->threads.for_each(b.to_run.size(), [&](std::size_t j) {
     Item& it = b.items[b.to_run[j]];
-    RecordView record;
-    if (it.record_reply >= 0) {
-      auto decoded = decode_record(b.replies[static_cast<std::size_t>(it.record_reply)]);
-      if (!decoded) {
-        it.answer = executor_->reject(it.task, agent::errors::kBadRecord,
-                                      "record " + it.task.record().key() + ": " + decoded.status().message());
-        return;
+    try {
+      RecordView record;
+      if (it.record_reply >= 0) {
+        auto decoded = decode_record(b.replies[static_cast<std::size_t>(it.record_reply)]);
+        if (!decoded) {
+          it.answer = executor_->reject(it.task, agent::errors::kBadRecord,
+                                        "record " + it.task.record().key() + ": " + decoded.status().message());
+          return;
+        }
+        record = std::move(decoded).value();
       }
-      record = std::move(decoded).value();
+      it.answer = executor_->answer(it.task, std::move(record));
+    } catch (const std::exception& e) {  // e.g. bad_alloc: answer rather than terminate
+      it.answer = executor_->reject(it.task, agent::errors::kAgentError, std::string("worker error: ") + e.what());
     }
-    it.answer = executor_->answer(it.task, std::move(record));
   });
   for (std::size_t i : b.to_run) {
     const Item& it = b.items[i];
