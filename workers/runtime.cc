@@ -47,6 +47,14 @@ struct Runtime::Batch {
 
 namespace {
 
+// Adds the microseconds since `since` to `counter` and restarts `since`.
+void lap(std::atomic<uint64_t>& counter, Clock::time_point& since) {
+  auto now = Clock::now();
+  counter.fetch_add(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(now - since).count()),
+                    std::memory_order_relaxed);
+  since = now;
+}
+
 const char* status_text(v1::StepResult::Status s) {
   switch (s) {
     case v1::StepResult::OK:
@@ -126,7 +134,9 @@ Status Runtime::run() {
   messages.reserve(opts_.max_batch);
   while (!stop_.load()) {
     messages.clear();
+    auto t0 = Clock::now();
     Status s = consumer_->poll_batch(messages, opts_.max_batch, opts_.poll_timeout_ms);
+    lap(stats_.poll_us, t0);
     if (!s) {
       spdlog::error("role={} consumer failed: {}", opts_.role, s.to_string());
       result = s;
@@ -193,13 +203,19 @@ bool Runtime::process(std::vector<kafka::Message>& messages) {
     }
   }
 
+  auto t = Clock::now();
   if (!check_cache(b)) return false;
+  lap(stats_.check_us, t);
   execute(b);
-  if (!deliver(b)) {
+  lap(stats_.run_us, t);
+  bool delivered = deliver(b);
+  lap(stats_.deliver_us, t);
+  if (!delivered) {
     commit(b, true);
     return false;
   }
   remember(b);
+  lap(stats_.cache_us, t);
   commit(b, stopping());
   return true;
 }

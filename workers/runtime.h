@@ -61,6 +61,12 @@ struct RuntimeStats {
   std::atomic<uint64_t> redis_retries{0};
   std::atomic<uint64_t> delivery_retries{0};
   std::atomic<uint64_t> commits{0};
+  // Time spent per phase, microseconds, summed over batches.
+  std::atomic<uint64_t> poll_us{0};     // waiting in poll_batch (idle included)
+  std::atomic<uint64_t> check_us{0};    // done/record pipeline (retries included)
+  std::atomic<uint64_t> run_us{0};      // agents
+  std::atomic<uint64_t> deliver_us{0};  // produce + delivery reports
+  std::atomic<uint64_t> cache_us{0};    // SET done pipeline
 };
 
 class Runtime {

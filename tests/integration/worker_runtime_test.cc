@@ -576,6 +576,9 @@ TEST_F(WorkerTest, MeasureThroughput) {
   std::printf("[measure] one worker drained %zu queued echo tasks in %.2f s: %.0f tasks/s (%llu batches, %.1f tasks/batch)\n",
               kTasks - at_first, secs, (kTasks - at_first) / secs, static_cast<unsigned long long>(st.batches.load()),
               static_cast<double>(st.messages.load()) / static_cast<double>(std::max<uint64_t>(1, st.batches.load())));
+  std::printf("[measure] worker time per phase (ms): poll %.0f, done-check %.0f, agents %.0f, deliver %.0f, cache %.0f\n",
+              st.poll_us.load() / 1e3, st.check_us.load() / 1e3, st.run_us.load() / 1e3, st.deliver_us.load() / 1e3,
+              st.cache_us.load() / 1e3);
   EXPECT_EQ(st.executed.load(), static_cast<uint64_t>(kTasks));
 }
 
