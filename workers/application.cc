@@ -133,10 +133,7 @@ int run_worker(WorkerOptions o, agent::AgentRegistry agents) {
     spdlog::error("role={} Kafka producer: {}", o.role, producer.status().to_string());
     return 1;
   }
-  // Fetch the events topic's metadata now: the first answer would otherwise
-  // wait about a second for it.
-  if (Status s = (*producer)->warm_up({keys::events_topic(o.ns), keys::dlq_topic(o.ns)}, 5000); !s)
-    spdlog::warn("role={} warming up topics: {}", o.role, s.to_string());
+  // Runtime::run() warms the producer up for the events and DLQ topics.
   // The consumer needs its listener before the runtime exists: relay through a slot.
   auto revoked = std::make_shared<std::function<void(const std::vector<kafka::TopicPartition>&)>>();
   kafka::RebalanceListener listener;
