@@ -336,7 +336,9 @@ TEST_F(WorkerTest, AWorkerRestartedBeforeCommitAnswersFromDone) {
   produce(t);
   ASSERT_TRUE(events.until([](const auto& ms) { return events_of(ms, "run-restart").size() == 1; }));
   ASSERT_NE(no_commit_, nullptr);
-  EXPECT_GE(no_commit_->dropped.load(), 1);
+  // The commit follows the answer's delivery and its done: cache write: wait for it.
+  EXPECT_TRUE(baton::testing::wait_until([&] { return no_commit_->dropped.load() >= 1; }, std::chrono::seconds(10),
+                                         [&] { return "dropped commits: " + std::to_string(no_commit_->dropped.load()); }));
   stop_worker();  // died before its commit reached the broker
 
   start_worker();  // same group: the task is delivered again
