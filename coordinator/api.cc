@@ -6,8 +6,8 @@
 #include "common/util/ids.h"
 #include "common/util/json.h"
 #include "common/util/keys.h"
-#include "common/workflow/template.h"
 #include "coordinator/engine.h"
+#include "coordinator/starts.h"
 #include "proto/baton/v1/baton.pb.h"
 
 namespace baton::coordinator {
@@ -125,30 +125,17 @@ http::Response Api::start_run(const http::Request& req) {
                             "workflow '" + name + "'" + (version ? " version " + std::to_string(version) : "") +
                                 " is not loaded");
   }
-  std::string dedupe;
+  std::string given;
   if (auto d = b.find("dedupe_key"); d != b.end() && !d->is_null()) {
     if (!d->is_string()) return http::json_error(400, "invalid_argument", "field 'dedupe_key' must be a string");
-    dedupe = d->get<std::string>();
-  } else if (!wf->dedupe_template.empty()) {
-    auto t = workflow::Template::parse(wf->dedupe_template);
-    if (t) {
-      auto r = t->render(json{{"input", input}});
-      if (!r) return http::json_error(400, "invalid_argument", "dedupe key: " + r.status().message());
-      dedupe = std::move(r).value();
-    }
+    given = d->get<std::string>();
   }
-  std::string run_id = dedupe.empty() ? random_id() : run_id_for_dedupe(wf->name, dedupe);
-
-  baton::v1::RunEvent ev;
-  ev.set_run_id(run_id);
-  ev.set_event_id(random_id());
-  ev.set_produced_unix_ms(now_unix_ms());
-  auto* s = ev.mutable_started();
-  s->set_workflow(wf->name);
-  s->set_version(wf->version);
-  s->set_input_json(input.dump());
-  s->set_dedupe_key(dedupe);
-  s->set_requested_by(req.headers.count("x-baton-user") ? req.headers.at("x-baton-user") : "api");
+  auto dedupe = start_dedupe_key(*wf, input, given);
+  if (!dedupe) return http::json_error(400, "invalid_argument", dedupe.status().message());
+  auto user = req.headers.find("x-baton-user");
+  baton::v1::RunEvent ev =
+      make_start_event(*wf, input.dump(), *dedupe, user != req.headers.end() ? user->second : "api");
+  const std::string& run_id = ev.run_id();
   auto promise = std::make_shared<std::promise<Status>>();
   auto fut = promise->get_future();
   Status ps = producer_.produce(keys::events_topic(opts_.ns), run_id, ev.SerializeAsString(),
@@ -159,7 +146,7 @@ http::Response Api::start_run(const http::Request& req) {
   Status ds = fut.get();
   if (!ds) return http::json_error(503, "unavailable", ds.message());
   return json_response(202, {{"run_id", run_id}, {"workflow", wf->name}, {"version", wf->version},
-                             {"dedupe_key", dedupe}});
+                             {"dedupe_key", *dedupe}});
 }
 
 http::Response Api::get_run(std::string_view run_id) {

@@ -12,7 +12,7 @@
 #include "common/util/json.h"
 #include "common/util/keys.h"
 #include "common/util/limits.h"
-#include "common/workflow/template.h"
+#include "coordinator/starts.h"
 
 namespace baton::coordinator {
 
@@ -222,28 +222,16 @@ void Application::handle_triggers(std::vector<kafka::Message*>& triggers) {
                !input) {
       to_dlq(*m, "trigger input: " + input.status().message());
     } else {
-      std::string dedupe = tr.dedupe_key();
-      if (dedupe.empty() && !wf->dedupe_template.empty()) {
-        auto t = workflow::Template::parse(wf->dedupe_template);
-        if (t) {
-          auto r = t->render(nlohmann::json{{"input", *input}});
-          if (r) dedupe = std::move(r).value();
-        }
-      }
-      // Without a key, the message's own coordinates make redelivery idempotent.
+      // A dedupe template that cannot be rendered (a missing field) does not
+      // lose the trigger: the message's own coordinates still make its
+      // redelivery idempotent, and the run reports what is missing.
+      auto key = start_dedupe_key(*wf, *input, tr.dedupe_key());
+      std::string dedupe = key ? std::move(key).value() : std::string();
       if (dedupe.empty())
         dedupe = "kafka:" + m->topic + ":" + std::to_string(m->partition) + ":" + std::to_string(m->offset);
-      std::string run_id = run_id_for_dedupe(wf->name, dedupe);
-      baton::v1::RunEvent ev;
-      ev.set_run_id(run_id);
-      ev.set_event_id(random_id());
-      ev.set_produced_unix_ms(now_unix_ms());
-      auto* s = ev.mutable_started();
-      s->set_workflow(wf->name);
-      s->set_version(wf->version);
-      s->set_input_json(tr.input_json().empty() ? "{}" : tr.input_json());
-      s->set_dedupe_key(dedupe);
-      s->set_requested_by(tr.source().empty() ? "trigger" : "trigger:" + tr.source());
+      baton::v1::RunEvent ev = make_start_event(*wf, tr.input_json().empty() ? "{}" : tr.input_json(), dedupe,
+                                                tr.source().empty() ? "trigger" : "trigger:" + tr.source());
+      const std::string& run_id = ev.run_id();
       Status ps = producer_->produce(events_topic_, run_id, ev.SerializeAsString());
       if (!ps) {
         spdlog::error("trigger -> events: {}", ps.to_string());
