@@ -5,9 +5,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <memory>
 #include <string>
 
 namespace baton {
+// The JSON-lines formatter: one object per line, the message escaped.
+std::unique_ptr<spdlog::formatter> make_json_formatter();
 // Call once from main. `component` names the process ("coordinator", ...).
 void init_logging(const std::string& component, const std::string& level = "");
 }  // namespace baton
