@@ -141,24 +141,18 @@ int run_batch(const RunOptions& o) {
     std::fprintf(stderr, "batonctl run: %s\n", text.status().message().c_str());
     return kExitError;
   }
+  auto lines = parse_jsonl(*text, o.inputs_file);
+  if (!lines) {
+    std::fprintf(stderr, "batonctl run: %s\n", lines.status().message().c_str());
+    return kExitError;
+  }
   std::vector<BatchItem> items;
-  {
-    std::istringstream in(*text);
-    std::string line;
-    std::size_t n = 0;
-    while (std::getline(in, line)) {
-      ++n;
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      auto j = parse_json_object(line);
-      if (!j) {
-        std::fprintf(stderr, "batonctl run: %s:%zu: %s\n", o.inputs_file.c_str(), n, j.status().message().c_str());
-        return kExitError;
-      }
-      BatchItem it;
-      it.line = n;
-      it.input = std::move(*j);
-      items.push_back(std::move(it));
-    }
+  items.reserve(lines->size());
+  for (auto& l : *lines) {
+    BatchItem it;
+    it.line = l.line;
+    it.input = std::move(l.value);
+    items.push_back(std::move(it));
   }
   std::vector<json> expected;
   if (!o.expect_file.empty()) {
@@ -167,19 +161,12 @@ int run_batch(const RunOptions& o) {
       std::fprintf(stderr, "batonctl run: %s\n", et.status().message().c_str());
       return kExitError;
     }
-    std::istringstream in(*et);
-    std::string line;
-    std::size_t n = 0;
-    while (std::getline(in, line)) {
-      ++n;
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      auto j = parse_json_object(line);
-      if (!j) {
-        std::fprintf(stderr, "batonctl run: %s:%zu: %s\n", o.expect_file.c_str(), n, j.status().message().c_str());
-        return kExitError;
-      }
-      expected.push_back(std::move(*j));
+    auto exp = parse_jsonl(*et, o.expect_file);
+    if (!exp) {
+      std::fprintf(stderr, "batonctl run: %s\n", exp.status().message().c_str());
+      return kExitError;
     }
+    for (auto& l : *exp) expected.push_back(std::move(l.value));
   }
   if (items.empty()) {
     std::fprintf(stderr, "batonctl run: %s has no input\n", o.inputs_file.c_str());

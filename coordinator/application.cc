@@ -386,7 +386,7 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
     const std::string run_id = it.ev.run_id();
     switch ((*replies)[i]) {
       case ApplyReply::kOk:
-        for (const auto& task : it.t.dispatch) publish(task);
+        publish_all(it.t);
         if (!it.t.ending.empty()) pit->second.runs.erase(run_id);
         break;
       case ApplyReply::kFenced:
@@ -480,7 +480,7 @@ void Application::scan_timers() {
     if (pit == partitions_.end()) continue;
     switch ((*replies)[i]) {
       case ApplyReply::kOk:
-        for (const auto& task : fired[i].t.dispatch) publish(task);
+        publish_all(fired[i].t);
         if (!fired[i].t.ending.empty()) pit->second.runs.erase(fired[i].run_id);
         break;
       case ApplyReply::kFenced:
@@ -494,11 +494,15 @@ void Application::scan_timers() {
   }
 }
 
-void Application::publish(const baton::v1::Task& task) {
+void Application::publish_all(const Transition& t) {
+  for (std::size_t i = 0; i < t.dispatch.size(); ++i) publish(t.dispatch[i], t.dispatch_bytes[i]);
+}
+
+void Application::publish(const baton::v1::Task& task, const std::string& bytes) {
   std::string run_id = task.run_id();
   std::string field = outbox_field(task.step_id(), task.attempt());
   Status s = producer_->produce(
-      keys::tasks_topic(opts_.ns, task.role()), task.run_id(), task.SerializeAsString(),
+      keys::tasks_topic(opts_.ns, task.role()), task.run_id(), bytes,
       [this, run_id = std::move(run_id), field = std::move(field)](const Status& st) mutable {
         if (!st) return;  // stays in the outbox; the step's timeout recovers it
         std::lock_guard<std::mutex> lock(acks_mu_);
@@ -514,7 +518,7 @@ void Application::republish_outbox(const std::vector<std::pair<std::string, std:
       spdlog::error("outbox entry {} is not a Task; skipped", field);
       continue;
     }
-    publish(task);
+    publish(task, bytes);
   }
 }
 

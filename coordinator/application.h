@@ -70,7 +70,9 @@ class Application {
   void drain_acks();
   void maybe_commit(bool force);
 
-  void publish(const baton::v1::Task& task);
+  // Publishes a task (`bytes` is `task` serialized); its delivery acks the outbox.
+  void publish(const baton::v1::Task& task, const std::string& bytes);
+  void publish_all(const Transition& t);
   void republish_outbox(const std::vector<std::pair<std::string, std::string>>& outbox);
   // Reloads one run from Redis into its partition cache (and republishes its
   // outbox); erases it when it is gone or finished.

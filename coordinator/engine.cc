@@ -292,6 +292,7 @@ void Engine::dispatch(const workflow::Workflow& wf, const workflow::Step& step, 
   task.set_idempotency_key(st.run_id + ":" + step.id + ":" + std::to_string(attempt));
   task.set_dispatched_unix_ms(now);
   task.set_partition(static_cast<uint32_t>(st.partition));
+  t.dispatch_bytes.push_back(task.SerializeAsString());
   t.dispatch.push_back(std::move(task));
   t.timers_add.emplace_back(timer_member(st.run_id, TimerKind::kTimeout, step.id, attempt), now + step.timeout_ms);
   t.audit.push_back({"task_dispatched", kCoordinator, now,

@@ -117,6 +117,7 @@ struct Transition {
   std::vector<std::pair<std::string, std::string>> run_fields;
   std::vector<std::pair<std::string, std::string>> ctx_fields;
   std::vector<baton::v1::Task> dispatch;  // to publish; also stored in the outbox
+  std::vector<std::string> dispatch_bytes;  // dispatch[i] serialized once, for the outbox and Kafka
   std::vector<std::string> outbox_dels;   // "<step>:<attempt>"
   std::vector<std::pair<std::string, int64_t>> timers_add;  // member, due ms
   std::vector<std::string> timers_del;

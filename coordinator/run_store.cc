@@ -182,9 +182,9 @@ void RunStore::append_apply(const RunState& st, const Transition& t, int64_t epo
   put_pairs(t.run_fields);
   put_pairs(t.ctx_fields);
   args_.push_back(std::to_string(t.dispatch.size()));
-  for (const auto& task : t.dispatch) {
-    args_.push_back(outbox_field(task.step_id(), task.attempt()));
-    args_.push_back(task.SerializeAsString());
+  for (std::size_t i = 0; i < t.dispatch.size(); ++i) {
+    args_.push_back(outbox_field(t.dispatch[i].step_id(), t.dispatch[i].attempt()));
+    args_.push_back(t.dispatch_bytes[i]);
   }
   args_.push_back(std::to_string(t.outbox_dels.size()));
   for (const auto& d : t.outbox_dels) args_.push_back(d);

@@ -46,6 +46,25 @@ Result<nlohmann::json> parse_json_object(std::string_view text, std::size_t max_
   return r;
 }
 
+Result<std::vector<JsonLine>> parse_jsonl(std::string_view text, std::string_view name) {
+  std::vector<JsonLine> out;
+  std::size_t line_no = 0;
+  while (!text.empty()) {
+    std::size_t end = text.find('\n');
+    std::string_view line = text.substr(0, end);
+    text = end == std::string_view::npos ? std::string_view() : text.substr(end + 1);
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    auto j = parse_json_object(line);
+    if (!j) {
+      return Status(j.status().code(),
+                    std::string(name) + ":" + std::to_string(line_no) + ": " + j.status().message());
+    }
+    out.push_back({line_no, std::move(j).value()});
+  }
+  return out;
+}
+
 const nlohmann::json* json_path(const nlohmann::json& root, std::string_view path) {
   const nlohmann::json* cur = &root;
   std::size_t i = 0;

@@ -1,8 +1,9 @@
 // JSON helpers: bounded parsing (size and depth capped before/while parsing).
 #pragma once
 
-#include <nlohmann/json_fwd.hpp>
+#include <nlohmann/json.hpp>
 #include <string_view>
+#include <vector>
 
 #include "common/util/limits.h"
 #include "common/util/status.h"
@@ -20,6 +21,15 @@ Result<nlohmann::json> parse_json(std::string_view text,
 Result<nlohmann::json> parse_json_object(std::string_view text,
                                          std::size_t max_bytes = limits::kMaxJsonBodyBytes,
                                          int max_depth = limits::kMaxJsonDepth);
+
+// Parses JSON lines: one object per non-blank line. Errors name the line:
+// "<name>:<line>: <reason>" (kInvalidArgument or kTooLarge). Each line is
+// capped like a JSON body.
+struct JsonLine {
+  std::size_t line = 0;  // 1-based
+  nlohmann::json value;
+};
+Result<std::vector<JsonLine>> parse_jsonl(std::string_view text, std::string_view name);
 
 // Follows a dotted path with optional [i] indexes ("a.b[2].c") inside `root`.
 // Returns nullptr when any part is missing; never throws.

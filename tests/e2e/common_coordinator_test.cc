@@ -40,11 +40,11 @@ constexpr const char* kNs = "coord";
 std::string example_dir() { return source_dir() + "/examples/lead-to-meeting"; }
 
 std::vector<json> read_jsonl(const std::string& path) {
+  auto lines = parse_jsonl(read_file(path), path);
+  EXPECT_TRUE(lines) << lines.status().to_string();
   std::vector<json> out;
-  std::istringstream in(read_file(path));
-  std::string line;
-  while (std::getline(in, line))
-    if (line.find_first_not_of(" \t\r") != std::string::npos) out.push_back(json::parse(line));
+  if (lines)
+    for (auto& l : *lines) out.push_back(std::move(l.value));
   return out;
 }
 

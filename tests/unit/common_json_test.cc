@@ -138,3 +138,28 @@ TEST(JsonPath, HugeIndexDoesNotWrapAround) {
 
 }  // namespace
 }  // namespace baton
+
+namespace baton {
+namespace {
+
+TEST(JsonLines, ParsesObjectsSkipsBlankLinesAndNamesTheBadLine) {
+  auto ok = parse_jsonl("{\"a\":1}\n\n  \r\n{\"b\":2}", "in.jsonl");
+  ASSERT_TRUE(ok) << ok.status().to_string();
+  ASSERT_EQ(ok->size(), 2u);
+  EXPECT_EQ((*ok)[0].line, 1u);
+  EXPECT_EQ((*ok)[0].value["a"], 1);
+  EXPECT_EQ((*ok)[1].line, 4u);
+  EXPECT_EQ((*ok)[1].value["b"], 2);
+  auto bad = parse_jsonl("{\"a\":1}\n[1,2]\n", "in.jsonl");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.status().message(), "in.jsonl:2: expected a JSON object");
+  auto broken = parse_jsonl("{\"a\":1}\n{\"a\":\n", "x");
+  ASSERT_FALSE(broken);
+  EXPECT_EQ(broken.status().message().rfind("x:2: invalid JSON", 0), 0u) << broken.status().message();
+  auto empty = parse_jsonl("", "x");
+  ASSERT_TRUE(empty);
+  EXPECT_TRUE(empty->empty());
+}
+
+}  // namespace
+}  // namespace baton

@@ -113,6 +113,8 @@ TEST_F(EngineTest, StartDispatchesTheEntryStepWithTimeoutAndAudit) {
   ASSERT_EQ(task.writes_size(), 1);
   EXPECT_EQ(task.writes(0), "first_touch");
   EXPECT_EQ(json::parse(task.input_json())["name"], "Ada");
+  ASSERT_EQ(t.dispatch_bytes.size(), 1u);  // serialized once, for the outbox and Kafka
+  EXPECT_EQ(t.dispatch_bytes[0], task.SerializeAsString());
   ASSERT_EQ(t.timers_add.size(), 1u);
   EXPECT_EQ(t.timers_add[0].first, "run-1|timeout|respond|1");
   EXPECT_EQ(t.timers_add[0].second, 2000);
