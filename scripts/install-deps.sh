@@ -10,6 +10,7 @@ PACKAGES=(
   libboost-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libcurl4-openssl-dev libjemalloc-dev kcat
+  libcctz-dev tzdata
 )
 
 SUDO=()

@@ -1,0 +1,90 @@
+#include "common/workflow/parser.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
+namespace baton::workflow {
+namespace {
+
+std::string code(std::string_view s) { return "`" + std::string(s) + "`"; }
+
+}  // namespace
+
+// ---- Registry -----------------------------------------------------------------
+
+Status Registry::add(WorkflowPtr wf) {
+  if (!wf) return Status(Code::kInvalidArgument, "Registry::add: null workflow");
+  auto& versions = by_name_[wf->name];
+  auto it = versions.find(wf->version);
+  if (it != versions.end()) {
+    if (it->second->to_json() == wf->to_json()) return Status::ok();  // same definition twice
+    std::string where = wf->source_path.empty() ? std::string("<memory>") : wf->source_path;
+    std::string other = it->second->source_path.empty() ? std::string("<memory>") : it->second->source_path;
+    return Status(Code::kAlreadyExists, where + ":1:1: workflow " + code(wf->name) + " version " +
+                                            std::to_string(wf->version) + " is already loaded from " + other +
+                                            " with different content (bump `version`)");
+  }
+  versions.emplace(wf->version, std::move(wf));
+  return Status::ok();
+}
+
+Status Registry::load_dir(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec);
+  if (ec) return Status(Code::kNotFound, dir + ": cannot read directory: " + ec.message());
+  std::vector<fs::path> files;
+  for (; it != fs::directory_iterator(); it.increment(ec)) {
+    if (ec) break;
+    const fs::path& p = it->path();
+    std::string fname = p.filename().string();
+    if (fname.empty() || fname[0] == '.') continue;  // editor swap and lock files
+    std::string ext = p.extension().string();
+    if (ext != ".yaml" && ext != ".yml") continue;
+    std::error_code ec2;
+    if (!fs::is_regular_file(p, ec2)) continue;
+    files.push_back(p);
+  }
+  if (ec) return Status(Code::kUnavailable, dir + ": cannot list directory: " + ec.message());
+  std::sort(files.begin(), files.end(),
+            [](const fs::path& a, const fs::path& b) { return a.filename() < b.filename(); });
+
+  // All or nothing: load into a copy, publish it only when every file passed.
+  Registry next;
+  next.by_name_ = by_name_;
+  for (const auto& f : files) {
+    auto wf = parse_workflow_file(f.string());
+    if (!wf) return wf.status();
+    Status s = next.add(std::move(wf).value());
+    if (!s) return s;
+  }
+  by_name_ = std::move(next.by_name_);
+  return Status::ok();
+}
+
+WorkflowPtr Registry::find(std::string_view name, uint32_t version) const {
+  auto it = by_name_.find(name);
+  if (it == by_name_.end() || it->second.empty()) return nullptr;
+  if (version == 0) return it->second.rbegin()->second;
+  auto v = it->second.find(version);
+  return v == it->second.end() ? nullptr : v->second;
+}
+
+std::vector<WorkflowPtr> Registry::all() const {
+  std::vector<WorkflowPtr> out;
+  for (const auto& [name, versions] : by_name_)
+    for (const auto& [v, wf] : versions) out.push_back(wf);
+  return out;
+}
+
+std::vector<std::string> Registry::roles() const {
+  std::set<std::string> roles;
+  for (const auto& [name, versions] : by_name_)
+    for (const auto& [v, wf] : versions)
+      for (auto& r : wf->roles()) roles.insert(std::move(r));
+  return {roles.begin(), roles.end()};
+}
+
+
+}  // namespace baton::workflow
