@@ -1,3 +1,5 @@
+#include "common/workflow/registry.h"
+
 #include "common/workflow/parser.h"
 
 #include <algorithm>
