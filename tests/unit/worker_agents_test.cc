@@ -45,7 +45,7 @@ AgentOutput run(Agent& a, json input, json record = json::object(), json steps =
 }
 
 TEST(AgentRegistry, ListsBuiltinsAndRefusesDuplicatesAndUnknownKinds) {
-  EXPECT_EQ(builtins().kinds(), (std::vector<std::string>{"echo", "extract", "rules", "score", "template", "validate"}));
+  EXPECT_EQ(builtins().kinds(), (std::vector<std::string>{"echo", "extract", "plan", "rules", "score", "template", "validate"}));
   AgentRegistry r;
   register_builtin_agents(r);
   Status dup = r.add("echo", [](const json&) -> FactoryResult { return invalid("x"); });

@@ -4,6 +4,7 @@
 #include "baton/agent.h"
 #include "workers/agents/echo.h"
 #include "workers/agents/extract.h"
+#include "workers/agents/plan.h"
 #include "workers/agents/rules.h"
 #include "workers/agents/score.h"
 #include "workers/agents/template.h"
@@ -62,6 +63,7 @@ void register_builtin_agents(AgentRegistry& r) {
   (void)r.add("score", make_score_agent);
   (void)r.add("extract", make_extract_agent);
   (void)r.add("validate", make_validate_agent);
+  (void)r.add("plan", make_plan_agent);
 }
 
 }  // namespace baton::agent
