@@ -170,7 +170,7 @@ Status Application::take_partition(int32_t p) {
   part.applied = *applied;
   std::size_t republished = 0;
   for (auto& lr : *loaded) {
-    if (lr.state.status != RunStatus::kRunning) continue;
+    if (lr.state.status == RunStatus::kCompleted || lr.state.status == RunStatus::kException) continue;
     republished += lr.outbox.size();
     republish_outbox(lr.outbox);
     std::string id = lr.state.run_id;
@@ -299,7 +299,7 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
       return false;
     }
     for (auto& lr : *loaded) {
-      if (lr.state.status != RunStatus::kRunning) continue;  // finished: late events are ignored
+      if (lr.state.status == RunStatus::kCompleted || lr.state.status == RunStatus::kException) continue;  // finished: late events are ignored
       auto pit = partitions_.find(lr.state.partition);
       if (pit == partitions_.end()) continue;
       republish_outbox(lr.outbox);
@@ -418,7 +418,7 @@ void Application::reload_run(int32_t partition, const std::string& run_id) {
   auto loaded = store_->load_runs({run_id});
   if (!loaded) return;  // loaded lazily by the next event or timer
   for (auto& lr : *loaded) {
-    if (lr.state.status != RunStatus::kRunning) continue;
+    if (lr.state.status == RunStatus::kCompleted || lr.state.status == RunStatus::kException) continue;
     republish_outbox(lr.outbox);
     pit->second.runs.emplace(run_id, std::move(lr.state));
   }

@@ -1,10 +1,13 @@
 #include "coordinator/engine.h"
 
 #include <charconv>
+#include <algorithm>
 #include <cmath>
 
 #include "common/util/json.h"
 #include "common/util/keys.h"
+#include "common/workflow/expr.h"
+#include "common/workflow/schedule.h"
 #include "common/workflow/template.h"
 
 namespace baton::coordinator {
@@ -45,6 +48,7 @@ const char* to_string(RunStatus s) {
     case RunStatus::kRunning: return "running";
     case RunStatus::kCompleted: return "completed";
     case RunStatus::kException: return "exception";
+    case RunStatus::kWaiting: return "waiting";
   }
   return "unknown";
 }
@@ -56,6 +60,7 @@ const char* to_string(StepStatus s) {
     case StepStatus::kRetryWait: return "retry_wait";
     case StepStatus::kSucceeded: return "succeeded";
     case StepStatus::kFailed: return "failed";
+    case StepStatus::kCancelled: return "cancelled";
   }
   return "unknown";
 }
@@ -69,6 +74,11 @@ json StepState::to_json() const {
     j["ec"] = error_code;
     j["em"] = error_message;
   }
+  if (!parent.empty()) j["p"] = parent;
+  if (!key.empty()) j["k"] = key;
+  if (round) j["r"] = round;
+  if (planned) j["n"] = planned;
+  if (!input.is_null()) j["in"] = input;
   return j;
 }
 
@@ -77,7 +87,7 @@ StepState StepState::from_json(const json& j) {
   if (!j.is_object()) return s;
   std::string st = j.value("s", "pending");
   for (auto c : {StepStatus::kPending, StepStatus::kRunning, StepStatus::kRetryWait, StepStatus::kSucceeded,
-                 StepStatus::kFailed}) {
+                 StepStatus::kFailed, StepStatus::kCancelled}) {
     if (st == to_string(c)) s.status = c;
   }
   s.attempt = j.value("a", 0u);
@@ -87,6 +97,11 @@ StepState StepState::from_json(const json& j) {
   s.worker_id = j.value("w", "");
   s.error_code = j.value("ec", "");
   s.error_message = j.value("em", "");
+  s.parent = j.value("p", "");
+  s.key = j.value("k", "");
+  s.round = j.value("r", 0u);
+  s.planned = j.value("n", 0u);
+  if (auto it = j.find("in"); it != j.end()) s.input = *it;
   return s;
 }
 
@@ -131,8 +146,9 @@ bool RunState::from_hashes(std::string_view run_id,
     } else if (k == "ver") {
       out.version = static_cast<uint32_t>(to_i64(v));
     } else if (k == "status") {
-      out.status = v == "completed" ? RunStatus::kCompleted
+      out.status = v == "completed"   ? RunStatus::kCompleted
                    : v == "exception" ? RunStatus::kException
+                   : v == "waiting"   ? RunStatus::kWaiting
                                       : RunStatus::kRunning;
     } else if (k == "reason") {
       out.reason = v;
@@ -171,7 +187,9 @@ bool RunState::from_hashes(std::string_view run_id,
 std::string timer_member(std::string_view run_id, TimerKind kind, std::string_view step, uint32_t attempt) {
   std::string m;
   m.reserve(run_id.size() + step.size() + 16);
-  m.append(run_id).append(kind == TimerKind::kTimeout ? "|timeout|" : "|retry|").append(step);
+  m.append(run_id)
+      .append(kind == TimerKind::kTimeout ? "|timeout|" : kind == TimerKind::kRetry ? "|retry|" : "|window|")
+      .append(step);
   m.push_back('|');
   m.append(std::to_string(attempt));
   return m;
@@ -191,6 +209,8 @@ bool parse_timer_member(std::string_view member, std::string& run_id, TimerKind&
     kind = TimerKind::kTimeout;
   } else if (k == "retry") {
     kind = TimerKind::kRetry;
+  } else if (k == "window") {
+    kind = TimerKind::kWindow;
   } else {
     return false;
   }
@@ -239,6 +259,77 @@ int64_t Engine::backoff_ms(const workflow::RetryPolicy& p, uint32_t next_attempt
   return v > p.max_backoff_ms ? p.max_backoff_ms : v;
 }
 
+std::string_view step_of(std::string_view instance) {
+  auto hash = instance.find('#');
+  return hash == std::string_view::npos ? instance : instance.substr(0, hash);
+}
+
+namespace {
+
+// The next free instance id of a step: the step id, then "<id>#2", "#3", ...
+std::string new_instance(const RunState& st, const std::string& step_id) {
+  if (st.steps.find(step_id) == st.steps.end()) return step_id;
+  for (uint32_t n = 2;; ++n) {
+    std::string id = step_id + "#" + std::to_string(n);
+    if (st.steps.find(id) == st.steps.end()) return id;
+  }
+}
+
+// A planned task's id: it names the task's output in the run context.
+bool is_plan_id(std::string_view s) {
+  if (s.empty() || s.size() > 64) return false;
+  bool letter = false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    char ch = s[i];
+    bool ok = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || (i > 0 && (ch == '_' || ch == '-'));
+    if (!ok) return false;
+    if (!(ch >= '0' && ch <= '9')) letter = true;
+  }
+  return letter;  // all digits would look like a revisit ("step#2")
+}
+
+std::string join_names(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+}  // namespace
+
+struct Engine::Ctx {
+  const workflow::Workflow& wf;
+  RunState& st;
+  Transition& t;
+  int64_t now;
+  const json* record;
+  json run_scope;
+  bool run_built = false;
+
+  // `run.` in conditions: id, workflow, version, executed, steps (outputs by key).
+  const json* run() {
+    if (!run_built) {
+      run_scope = {{"id", st.run_id},         {"workflow", st.workflow}, {"version", st.version},
+                   {"executed", st.steps_executed}, {"steps", st.context}};
+      run_built = true;
+    }
+    return &run_scope;
+  }
+  bool eval(const workflow::Condition& cond, const json& output) {
+    workflow::ExprScope scope;
+    scope.input = &st.input;
+    scope.output = &output;
+    scope.record = record;
+    if (cond.reads("run")) scope.run = run();
+    return cond.eval(scope);
+  }
+  // Stores a step's output in the run context (and the ctx hash).
+  void store(const std::string& key, const json& output) {
+    t.ctx_fields.emplace_back(RunState::output_field(key), output.dump());
+    st.context[key] = output;
+    run_built = false;
+  }
+};
+
 void Engine::touch_step(const RunState& st, std::string_view step_id, Transition& t) const {
   auto it = st.steps.find(step_id);
   if (it != st.steps.end()) t.run_fields.emplace_back(RunState::step_field(step_id), it->second.to_json().dump());
@@ -246,6 +337,7 @@ void Engine::touch_step(const RunState& st, std::string_view step_id, Transition
 
 void Engine::end_run(RunState& st, RunStatus status, const std::string& reason, const std::string& detail,
                      int64_t now, Transition& t) const {
+  if (st.status != RunStatus::kRunning && st.status != RunStatus::kWaiting) return;  // already ended
   st.status = status;
   st.reason = reason;
   st.reason_detail = detail;
@@ -259,71 +351,406 @@ void Engine::end_run(RunState& st, RunStatus status, const std::string& reason, 
   }
 }
 
-void Engine::dispatch(const workflow::Workflow& wf, const workflow::Step& step, RunState& st, uint32_t attempt,
-                      int64_t now, Transition& t) const {
-  if (st.steps_executed >= wf.max_steps) {
-    end_run(st, RunStatus::kException, "max_steps",
-            "the run reached max_steps=" + std::to_string(wf.max_steps), now, t);
+void Engine::dispatch(Ctx& c, const workflow::Step& step, const std::string& instance, uint32_t attempt) const {
+  RunState& st = c.st;
+  Transition& t = c.t;
+  if (st.steps_executed >= c.wf.max_steps) {
+    end_run(st, RunStatus::kException, "max_steps", "the run reached max_steps=" + std::to_string(c.wf.max_steps),
+            c.now, t);
     return;
   }
   ++st.steps_executed;
-  StepState& ss = st.steps[step.id];
+  StepState& ss = st.steps[instance];
   ss.status = StepStatus::kRunning;
   ss.attempt = attempt;
-  ss.dispatched_ms = now;
+  ss.dispatched_ms = c.now;
   ss.started_ms = 0;
   ss.finished_ms = 0;
   ss.worker_id.clear();
-  touch_step(st, step.id, t);
+  touch_step(st, instance, t);
 
   baton::v1::Task task;
   task.set_run_id(st.run_id);
-  task.set_step_id(step.id);
+  task.set_step_id(instance);
   task.set_attempt(attempt);
   task.set_role(step.role);
   task.set_namespace_(opts_.ns);
-  task.mutable_workflow()->set_name(wf.name);
-  task.mutable_workflow()->set_version(wf.version);
-  task.set_input_json(st.input.dump());
+  task.mutable_workflow()->set_name(c.wf.name);
+  task.mutable_workflow()->set_version(c.wf.version);
+  task.set_input_json(ss.input.is_null() ? st.input.dump() : ss.input.dump());
   task.set_context_json(st.context.dump());
   if (!st.record_key.empty()) task.mutable_record()->set_key(st.record_key);
   for (const auto& w : step.writes) task.add_writes(w);
-  task.set_deadline_unix_ms(now + step.timeout_ms);
-  task.set_idempotency_key(st.run_id + ":" + step.id + ":" + std::to_string(attempt));
-  task.set_dispatched_unix_ms(now);
+  task.set_deadline_unix_ms(c.now + step.timeout_ms);
+  task.set_idempotency_key(st.run_id + ":" + instance + ":" + std::to_string(attempt));
+  task.set_dispatched_unix_ms(c.now);
   task.set_partition(static_cast<uint32_t>(st.partition));
   t.dispatch_bytes.push_back(task.SerializeAsString());
   t.dispatch.push_back(std::move(task));
-  t.timers_add.emplace_back(timer_member(st.run_id, TimerKind::kTimeout, step.id, attempt), now + step.timeout_ms);
-  t.audit.push_back({"task_dispatched", kCoordinator, now,
-                     {{"step", step.id}, {"role", step.role}, {"attempt", attempt}}});
+  t.timers_add.emplace_back(timer_member(st.run_id, TimerKind::kTimeout, instance, attempt), c.now + step.timeout_ms);
+  t.audit.push_back(
+      {"task_dispatched", kCoordinator, c.now, {{"step", instance}, {"role", step.role}, {"attempt", attempt}}});
 }
 
-void Engine::fail_attempt(const workflow::Workflow& /*wf*/, const workflow::Step& step, RunState& st,
-                          const std::string& code, const std::string& message, bool retryable, int64_t now,
-                          Transition& t) const {
-  StepState& ss = st.steps[step.id];
+void Engine::enter(Ctx& c, const workflow::Step& step, const std::string& parent, const std::string& key,
+                   const json* input, uint32_t round, uint32_t planned) const {
+  RunState& st = c.st;
+  if (st.status != RunStatus::kRunning) return;  // ended meanwhile (e.g. max_steps during a fan-out)
+  std::string instance = key.empty() ? new_instance(st, step.id) : step.id + "#" + key;
+  StepState& ss = st.steps[instance];
+  ss = StepState();
+  ss.parent = parent;
+  ss.key = key;
+  if (input) ss.input = *input;
+  switch (step.kind) {
+    case workflow::StepKind::kTask:
+      if (step.planner) {
+        ss.round = round;
+        ss.planned = planned;
+      }
+      dispatch(c, step, instance, 1);
+      return;
+    case workflow::StepKind::kParallel: {
+      ss.status = StepStatus::kRunning;
+      ss.dispatched_ms = c.now;
+      touch_step(st, instance, c.t);
+      json branches = json::array();
+      for (const auto& b : step.parallel) branches.push_back(b.step);
+      c.t.audit.push_back({"fan_out", kCoordinator, c.now, {{"step", instance}, {"branches", std::move(branches)}}});
+      for (const auto& b : step.parallel) {
+        if (const auto* bs = c.wf.find_step(b.step)) enter(c, *bs, instance);
+      }
+      return;
+    }
+    case workflow::StepKind::kLoop: {
+      ss.status = StepStatus::kRunning;
+      ss.dispatched_ms = c.now;
+      ss.round = 1;
+      touch_step(st, instance, c.t);
+      c.t.audit.push_back({"loop_round", kCoordinator, c.now, {{"step", instance}, {"round", 1}}});
+      if (const auto* maker = c.wf.find_step(step.loop->maker)) enter(c, *maker, instance);
+      return;
+    }
+  }
+}
+
+void Engine::fail_attempt(Ctx& c, const workflow::Step& step, const std::string& instance, const std::string& code,
+                          const std::string& message, bool retryable) const {
+  RunState& st = c.st;
+  Transition& t = c.t;
+  StepState& ss = st.steps[instance];
   ss.error_code = code;
   ss.error_message = message;
   if (retryable && ss.attempt < step.retry.max_attempts) {
     ss.status = StepStatus::kRetryWait;
     int64_t delay = backoff_ms(step.retry, ss.attempt + 1);
-    t.timers_add.emplace_back(timer_member(st.run_id, TimerKind::kRetry, step.id, ss.attempt), now + delay);
-    t.audit.push_back({"retry_scheduled", kCoordinator, now,
-                       {{"step", step.id}, {"attempt", ss.attempt}, {"error", code}, {"delay_ms", delay}}});
-    touch_step(st, step.id, t);
+    t.timers_add.emplace_back(timer_member(st.run_id, TimerKind::kRetry, instance, ss.attempt), c.now + delay);
+    t.audit.push_back({"retry_scheduled", kCoordinator, c.now,
+                       {{"step", instance}, {"attempt", ss.attempt}, {"error", code}, {"delay_ms", delay}}});
+    touch_step(st, instance, t);
     return;
   }
   ss.status = StepStatus::kFailed;
-  touch_step(st, step.id, t);
+  touch_step(st, instance, t);
+  if (!ss.parent.empty()) {
+    const workflow::Step* par = c.wf.find_step(step_of(ss.parent));
+    if (par && par->kind == workflow::StepKind::kParallel) {
+      bool ignore = false;
+      for (const auto& b : par->parallel)
+        if (b.step == step.id) ignore = b.ignore_failure;
+      if (ignore) {
+        t.audit.push_back({"branch_failed", kCoordinator, c.now,
+                           {{"step", instance}, {"parallel", ss.parent}, {"error", code}}});
+        std::string parent = ss.parent;
+        check_join(c, *par, parent);
+        return;
+      }
+    }
+  }
   std::string reason;
   if (!retryable) {
     reason = code == "needs_review" || code.empty() ? "needs_review" : "step_failed";
   } else {
     reason = code == "timeout" ? "timeout" : "retries_exhausted";
   }
-  end_run(st, RunStatus::kException, reason, step.id + ": " + code + (message.empty() ? "" : ": " + message),
-          now, t);
+  end_run(st, RunStatus::kException, reason, instance + ": " + code + (message.empty() ? "" : ": " + message), c.now,
+          t);
+}
+
+void Engine::succeeded(Ctx& c, const workflow::Step& step, const std::string& instance, const json& output) const {
+  if (step.planner) {
+    on_plan(c, step, instance, output);
+    return;
+  }
+  std::string parent = c.st.steps[instance].parent;
+  if (parent.empty()) {
+    leave(c, step, output);
+  } else {
+    child_done(c, parent, instance);
+  }
+}
+
+void Engine::go_to(Ctx& c, const workflow::Step& from, const std::string& target, const std::string& reason,
+                   const std::string& detail) const {
+  if (target == workflow::kTargetEnd) {
+    end_run(c.st, RunStatus::kCompleted, "", "", c.now, c.t);
+  } else if (target == workflow::kTargetException) {
+    end_run(c.st, RunStatus::kException, reason, detail, c.now, c.t);
+  } else if (const auto* next = c.wf.find_step(target)) {
+    enter(c, *next, "");
+  } else {
+    end_run(c.st, RunStatus::kException, "bad_workflow", from.id + ": unknown target " + target, c.now, c.t);
+  }
+}
+
+void Engine::leave(Ctx& c, const workflow::Step& step, const json& output) const {
+  if (step.handoff) {
+    const auto& h = *step.handoff;
+    auto it = output.is_object() ? output.find(h.from_output) : output.end();
+    std::string target = (it != output.end() && it->is_string()) ? it->get<std::string>() : std::string();
+    bool allowed = std::find(h.allowed.begin(), h.allowed.end(), target) != h.allowed.end();
+    if (!allowed) {
+      std::string named = it == output.end() ? "no `" + h.from_output + "`" : "`" + h.from_output + "` = " + it->dump();
+      c.t.audit.push_back({"handoff_refused", kCoordinator, c.now,
+                           {{"step", step.id}, {"named", it == output.end() ? json(nullptr) : *it},
+                            {"allowed", h.allowed}}});
+      end_run(c.st, RunStatus::kException, "handoff_not_allowed",
+              step.id + ": output has " + named + ", not one of the allowed steps (" + join_names(h.allowed) + ")",
+              c.now, c.t);
+      return;
+    }
+    c.t.audit.push_back({"handoff", kCoordinator, c.now, {{"step", step.id}, {"to", target}}});
+    enter(c, *c.wf.find_step(target), "");
+    return;
+  }
+  if (!step.route.empty()) {
+    for (const auto& rule : step.route) {
+      if (rule.when && !c.eval(*rule.when, output)) continue;
+      std::string cond = rule.when ? rule.when->text() : std::string("else");
+      c.t.audit.push_back({"routed", kCoordinator, c.now, {{"step", step.id}, {"when", cond}, {"to", rule.to}}});
+      go_to(c, step, rule.to, "routed_to_exception", step.id + ": route `" + cond + "` -> exception");
+      return;
+    }
+    c.t.audit.push_back({"no_route", kCoordinator, c.now, {{"step", step.id}}});
+    end_run(c.st, RunStatus::kException, "no_route", step.id + ": no `route` condition matched and no `else`", c.now,
+            c.t);
+    return;
+  }
+  if (!step.next.empty()) {
+    go_to(c, step, step.next, "", "");
+    return;
+  }
+  end_run(c.st, RunStatus::kCompleted, "", "", c.now, c.t);
+}
+
+void Engine::cancel(Ctx& c, const std::string& instance) const {
+  StepState& ss = c.st.steps[instance];
+  if (ss.status == StepStatus::kRunning) {
+    c.t.timers_del.push_back(timer_member(c.st.run_id, TimerKind::kTimeout, instance, ss.attempt));
+    c.t.outbox_dels.push_back(outbox_field(instance, ss.attempt));
+  } else if (ss.status == StepStatus::kRetryWait) {
+    c.t.timers_del.push_back(timer_member(c.st.run_id, TimerKind::kRetry, instance, ss.attempt));
+  } else {
+    return;
+  }
+  ss.status = StepStatus::kCancelled;
+  touch_step(c.st, instance, c.t);
+  c.t.audit.push_back({"branch_cancelled", kCoordinator, c.now, {{"step", instance}, {"attempt", ss.attempt}}});
+}
+
+void Engine::check_join(Ctx& c, const workflow::Step& par, const std::string& instance) const {
+  auto pit = c.st.steps.find(instance);
+  if (pit == c.st.steps.end() || pit->second.status != StepStatus::kRunning) return;
+  std::vector<std::string> ok, failed, open;
+  for (const auto& [id, s] : c.st.steps) {
+    if (s.parent != instance) continue;
+    if (s.status == StepStatus::kSucceeded) ok.push_back(id);
+    else if (s.status == StepStatus::kFailed) failed.push_back(id);
+    else if (s.status == StepStatus::kRunning || s.status == StepStatus::kRetryWait) open.push_back(id);
+  }
+  std::size_t need = par.join.mode == workflow::JoinMode::kAll   ? par.parallel.size() - failed.size()
+                     : par.join.mode == workflow::JoinMode::kAny ? 1
+                                                                 : par.join.quorum;
+  bool complete = par.join.mode == workflow::JoinMode::kAll ? open.empty() : ok.size() >= need;
+  if (!complete) {
+    if (ok.size() + open.size() < need || (open.empty() && ok.size() < need)) {
+      c.t.audit.push_back({"join_failed", kCoordinator, c.now,
+                           {{"step", instance}, {"succeeded", ok}, {"failed", failed}}});
+      end_run(c.st, RunStatus::kException, "join_failed",
+              instance + ": needs " + std::to_string(need) + " successful branches, got " + std::to_string(ok.size()) +
+                  " (failed: " + join_names(failed) + ")",
+              c.now, c.t);
+    }
+    return;
+  }
+  for (const auto& id : open) cancel(c, id);
+  json merged = json::object();
+  for (const auto& id : ok) {
+    std::string key(step_of(id));
+    auto it = c.st.context.find(key);
+    merged[key] = it == c.st.context.end() ? json(nullptr) : *it;
+  }
+  StepState& ps = c.st.steps[instance];
+  ps.status = StepStatus::kSucceeded;
+  touch_step(c.st, instance, c.t);
+  const char* mode = par.join.mode == workflow::JoinMode::kAll   ? "all"
+                     : par.join.mode == workflow::JoinMode::kAny ? "any"
+                                                                 : "quorum";
+  c.t.audit.push_back({"joined", kCoordinator, c.now,
+                       {{"step", instance}, {"mode", mode}, {"succeeded", ok}, {"failed", failed}, {"cancelled", open}}});
+  c.store(par.id, merged);
+  if (ps.parent.empty()) leave(c, par, merged);
+}
+
+void Engine::child_done(Ctx& c, const std::string& parent, const std::string& child) const {
+  auto pit = c.st.steps.find(parent);
+  const workflow::Step* par = c.wf.find_step(step_of(parent));
+  if (pit == c.st.steps.end() || !par || c.st.status != RunStatus::kRunning) return;
+  StepState& ps = pit->second;
+  if (par->kind == workflow::StepKind::kParallel) {
+    check_join(c, *par, parent);
+    return;
+  }
+  if (par->kind == workflow::StepKind::kLoop) {
+    if (ps.status != StepStatus::kRunning) return;
+    const auto& loop = *par->loop;
+    std::string_view done = step_of(child);
+    if (done == loop.maker) {
+      enter(c, *c.wf.find_step(loop.checker), parent);
+      return;
+    }
+    const json& verdict = c.st.context[loop.checker];
+    auto summary = [&] {
+      return json{{"rounds", ps.round}, {"maker", c.st.context[loop.maker]}, {"checker", verdict}};
+    };
+    if (c.eval(*loop.until, verdict)) {
+      ps.status = StepStatus::kSucceeded;
+      touch_step(c.st, parent, c.t);
+      c.t.audit.push_back({"loop_done", kCoordinator, c.now,
+                           {{"step", parent}, {"rounds", ps.round}, {"until", loop.until->text()}}});
+      json out = summary();
+      c.store(par->id, out);
+      leave(c, *par, out);
+    } else if (ps.round < loop.max_rounds) {
+      ++ps.round;
+      touch_step(c.st, parent, c.t);
+      c.t.audit.push_back({"loop_round", kCoordinator, c.now, {{"step", parent}, {"round", ps.round}}});
+      enter(c, *c.wf.find_step(loop.maker), parent);
+    } else {
+      ps.status = StepStatus::kSucceeded;
+      ps.error_code = "exhausted";
+      touch_step(c.st, parent, c.t);
+      c.t.audit.push_back({"loop_exhausted", kCoordinator, c.now,
+                           {{"step", parent}, {"rounds", ps.round}, {"to", loop.on_exhausted}}});
+      c.store(par->id, summary());
+      go_to(c, *par, loop.on_exhausted, "loop_exhausted",
+            par->id + ": `" + loop.until->text() + "` still false after " + std::to_string(ps.round) + " rounds");
+    }
+    return;
+  }
+  if (par->planner) {
+    for (const auto& [id, s] : c.st.steps)
+      if (s.parent == parent && s.status != StepStatus::kSucceeded) return;  // the plan is not finished
+    const auto& pl = *par->planner;
+    if (ps.round >= pl.max_rounds) {
+      c.t.audit.push_back({"planner_exhausted", kCoordinator, c.now,
+                           {{"step", parent}, {"rounds", ps.round}, {"to", pl.on_exhausted}}});
+      go_to(c, *par, pl.on_exhausted, "planner_exhausted",
+            par->id + ": not done after max_rounds=" + std::to_string(pl.max_rounds));
+      return;
+    }
+    enter(c, *par, "", "", nullptr, ps.round + 1, ps.planned);
+  }
+}
+
+void Engine::on_plan(Ctx& c, const workflow::Step& step, const std::string& instance, const json& output) const {
+  const auto& pl = *step.planner;
+  uint32_t round = c.st.steps[instance].round;
+  uint32_t planned = c.st.steps[instance].planned;
+  c.t.audit.push_back({"plan", kCoordinator, c.now, {{"step", instance}, {"round", round}, {"plan", output}}});
+  auto invalid = [&](const std::string& why) {
+    end_run(c.st, RunStatus::kException, "invalid_plan", instance + ": " + why, c.now, c.t);
+  };
+  auto done = output.find("done");
+  if (done != output.end() && !done->is_boolean()) return invalid("`done` must be true or false");
+  if (done != output.end() && done->get<bool>()) {
+    leave(c, step, output);
+    return;
+  }
+  auto steps = output.find("steps");
+  if (steps == output.end() || !steps->is_array() || steps->empty()) {
+    return invalid("the plan is not done and has no `steps` (a non-empty list)");
+  }
+  struct Planned {
+    const workflow::Step* step;
+    std::string id;
+    const json* input;
+  };
+  std::vector<Planned> tasks;
+  for (std::size_t i = 0; i < steps->size(); ++i) {
+    const json& e = (*steps)[i];
+    std::string at = "steps[" + std::to_string(i) + "]";
+    if (!e.is_object()) return invalid(at + " must be an object {step, id, input}");
+    const workflow::Step* def = nullptr;
+    if (auto s = e.find("step"); s != e.end()) {
+      if (!s->is_string()) return invalid(at + ".step must be a string");
+      std::string name = s->get<std::string>();
+      if (std::find(pl.allowed.begin(), pl.allowed.end(), name) == pl.allowed.end()) {
+        return invalid(at + ".step `" + name + "` is not allowed (allowed: " + join_names(pl.allowed) + ")");
+      }
+      def = c.wf.find_step(name);
+    } else if (auto r = e.find("role"); r != e.end() && r->is_string()) {
+      std::string role = r->get<std::string>();
+      for (const auto& a : pl.allowed) {
+        const auto* s2 = c.wf.find_step(a);
+        if (s2 && s2->role == role) {
+          if (def) return invalid(at + ".role `" + role + "` matches several allowed steps; name the `step`");
+          def = s2;
+        }
+      }
+      if (!def) return invalid(at + ".role `" + role + "` is not the role of an allowed step");
+    } else {
+      return invalid(at + " needs `step` (one of: " + join_names(pl.allowed) + ")");
+    }
+    std::string id;
+    if (auto idj = e.find("id"); idj != e.end()) {
+      if (!idj->is_string() || !is_plan_id(idj->get<std::string>())) {
+        return invalid(at + ".id must match [a-z0-9][a-z0-9_-]* with a letter, at most 64 characters");
+      }
+      id = idj->get<std::string>();
+    } else {
+      id = def->id + "-" + std::to_string(planned + i + 1);
+    }
+    bool taken = c.wf.find_step(id) != nullptr || c.st.context.contains(id) ||
+                 c.st.steps.count(def->id + "#" + id) > 0 ||
+                 std::any_of(tasks.begin(), tasks.end(), [&](const Planned& p) { return p.id == id; });
+    if (taken) return invalid(at + ".id `" + id + "` is already used in this run");
+    const json* input = nullptr;
+    if (auto in = e.find("input"); in != e.end()) {
+      if (!in->is_object()) return invalid(at + ".input must be an object");
+      input = &*in;
+    }
+    tasks.push_back({def, id, input});
+  }
+  if (planned + tasks.size() > pl.max_steps) {
+    c.t.audit.push_back({"planner_exhausted", kCoordinator, c.now,
+                         {{"step", instance}, {"planned", planned}, {"asked", tasks.size()}, {"to", pl.on_exhausted}}});
+    go_to(c, step, pl.on_exhausted, "planner_exhausted",
+          instance + ": the plan would exceed max_steps=" + std::to_string(pl.max_steps));
+    return;
+  }
+  c.st.steps[instance].planned = planned + static_cast<uint32_t>(tasks.size());
+  touch_step(c.st, instance, c.t);
+  for (const auto& p : tasks) enter(c, *p.step, instance, p.id, p.input);
+}
+
+bool Engine::reads_record(const workflow::Workflow& wf) {
+  for (const auto& s : wf.steps) {
+    for (const auto& r : s.route)
+      if (r.when && r.when->reads("record")) return true;
+    if (s.loop && s.loop->until && s.loop->until->reads("record")) return true;
+  }
+  return false;
 }
 
 Transition Engine::start(const workflow::Workflow* wf, std::string_view run_id, int32_t partition,
@@ -344,8 +771,7 @@ Transition Engine::start(const workflow::Workflow* wf, std::string_view run_id, 
                      {{"workflow", st.workflow}, {"version", st.version}, {"dedupe_key", st.dedupe_key}}});
   if (!wf) {
     end_run(st, RunStatus::kException, "unknown_workflow",
-            "workflow '" + started.workflow() + "' version " + std::to_string(started.version()) +
-                " is not loaded",
+            "workflow '" + started.workflow() + "' version " + std::to_string(started.version()) + " is not loaded",
             now, t);
   } else if (wf->steps.empty()) {
     end_run(st, RunStatus::kCompleted, "", "", now, t);
@@ -362,7 +788,19 @@ Transition Engine::start(const workflow::Workflow* wf, std::string_view run_id, 
         st.record_key = std::move(key).value();
       }
     }
-    if (ok) dispatch(*wf, wf->steps.front(), st, 1, now, t);
+    if (ok && wf->window && !wf->window->is_open(now)) {
+      int64_t opens = wf->window->next_open(now);
+      if (opens < 0) {
+        end_run(st, RunStatus::kException, "window_never_opens", "the workflow's window never opens", now, t);
+      } else {
+        st.status = RunStatus::kWaiting;
+        t.timers_add.emplace_back(timer_member(st.run_id, TimerKind::kWindow, "-", 0), opens);
+        t.audit.push_back({"run_waiting", kCoordinator, now, {{"until_ms", opens}}});
+      }
+    } else if (ok) {
+      Ctx c{*wf, st, t, now, nullptr, json(), false};
+      enter(c, wf->steps.front(), "");
+    }
   }
   for (const auto& h : st.header_fields()) t.run_fields.push_back(h);
   t.ctx_fields.emplace_back("input", st.input.dump());
@@ -376,7 +814,7 @@ std::optional<RecordWriteRequest> Engine::record_write_for(const workflow::Workf
   auto it = st.steps.find(r.step_id());
   if (it == st.steps.end() || it->second.status != StepStatus::kRunning || it->second.attempt != r.attempt())
     return std::nullopt;
-  const workflow::Step* step = wf.find_step(r.step_id());
+  const workflow::Step* step = wf.find_step(step_of(r.step_id()));
   if (!step) return std::nullopt;
   if (!check_contract(*step, parse_object_or_empty(r.output_json())).empty()) return std::nullopt;
   auto writes = parse_json(r.writes_json(), limits::kMaxMessageBytes);
@@ -392,28 +830,31 @@ std::optional<RecordWriteRequest> Engine::record_write_for(const workflow::Workf
 }
 
 Transition Engine::on_result(const workflow::Workflow& wf, RunState& st, const baton::v1::StepResult& r,
-                             const RecordWriteOutcome& write, int64_t now) const {
+                             const RecordWriteOutcome& write, int64_t now, const json* record) const {
   Transition t;
-  const workflow::Step* step = wf.find_step(r.step_id());
-  auto it = st.steps.find(r.step_id());
-  bool current = st.status == RunStatus::kRunning && step && it != st.steps.end() &&
-                 it->second.status == StepStatus::kRunning && it->second.attempt == r.attempt();
+  const std::string& instance = r.step_id();
+  const workflow::Step* step = wf.find_step(step_of(instance));
+  auto it = st.steps.find(instance);
+  bool current = st.status == RunStatus::kRunning && step && step->kind == workflow::StepKind::kTask &&
+                 it != st.steps.end() && it->second.status == StepStatus::kRunning &&
+                 it->second.attempt == r.attempt();
   if (!current) {
-    // A late or duplicate result: recorded, ignored.
+    // A late or duplicate result (or one for a cancelled branch): recorded, ignored.
     t.changed = true;
     t.audit.push_back({"stale_result", r.worker_id(), now,
-                       {{"step", r.step_id()}, {"attempt", r.attempt()}, {"status", status_name(r.status())}}});
+                       {{"step", instance}, {"attempt", r.attempt()}, {"status", status_name(r.status())}}});
     return t;
   }
+  Ctx c{wf, st, t, now, record, json(), false};
   t.changed = true;
   st.updated_ms = now;
   StepState& ss = it->second;
   ss.started_ms = r.started_ms();
   ss.finished_ms = r.finished_ms();
   ss.worker_id = r.worker_id();
-  t.timers_del.push_back(timer_member(st.run_id, TimerKind::kTimeout, step->id, r.attempt()));
-  t.outbox_dels.push_back(outbox_field(step->id, r.attempt()));
-  json result_detail = {{"step", step->id},
+  t.timers_del.push_back(timer_member(st.run_id, TimerKind::kTimeout, instance, r.attempt()));
+  t.outbox_dels.push_back(outbox_field(instance, r.attempt()));
+  json result_detail = {{"step", instance},
                         {"attempt", r.attempt()},
                         {"status", status_name(r.status())},
                         {"worker", r.worker_id()},
@@ -426,30 +867,31 @@ Transition Engine::on_result(const workflow::Workflow& wf, RunState& st, const b
   }
   if (r.has_error() && !r.error().code().empty()) result_detail["error"] = r.error().code();
   t.audit.push_back({"step_result", r.worker_id(), now, std::move(result_detail)});
+  const std::string key = ss.key.empty() ? step->id : ss.key;
 
   switch (r.status()) {
     case baton::v1::StepResult::OK: {
       json output = parse_object_or_empty(r.output_json());
       std::string violation = check_contract(*step, output);
       if (!violation.empty()) {
-        fail_attempt(wf, *step, st, "contract_violation", violation, true, now, t);
+        fail_attempt(c, *step, instance, "contract_violation", violation, true);
         break;
       }
       if (write.kind == RecordWriteOutcome::Kind::kCollision) {
         t.audit.push_back({"collision", kCoordinator, now,
-                           {{"step", step->id},
+                           {{"step", instance},
                             {"record", st.record_key},
                             {"version_read", r.record_version_read()},
                             {"version_now", write.version}}});
-        fail_attempt(wf, *step, st, "collision",
+        fail_attempt(c, *step, instance, "collision",
                      "record " + st.record_key + " changed (read v" + std::to_string(r.record_version_read()) +
                          ", now v" + std::to_string(write.version) + ")",
-                     true, now, t);
+                     true);
         break;
       }
       if (write.kind == RecordWriteOutcome::Kind::kForbidden) {
-        fail_attempt(wf, *step, st, "forbidden_write",
-                     "field '" + write.field + "' is not in the step's writes", false, now, t);
+        fail_attempt(c, *step, instance, "forbidden_write", "field '" + write.field + "' is not in the step's writes",
+                     false);
         break;
       }
       if (write.kind == RecordWriteOutcome::Kind::kApplied) {
@@ -460,48 +902,35 @@ Transition Engine::on_result(const workflow::Workflow& wf, RunState& st, const b
           fields[f] = {{"old", o ? *o : json(ov.first)}, {"new", n ? *n : json(ov.second)}};
         }
         t.audit.push_back({"record_written", kCoordinator, now,
-                           {{"step", step->id}, {"record", st.record_key}, {"version", write.version},
+                           {{"step", instance}, {"record", st.record_key}, {"version", write.version},
                             {"fields", std::move(fields)}}});
       }
       ss.status = StepStatus::kSucceeded;
       ss.error_code.clear();
       ss.error_message.clear();
-      touch_step(st, step->id, t);
-      t.ctx_fields.emplace_back(RunState::output_field(step->id), output.dump());
-      st.context[step->id] = std::move(output);
-      if (!step->next.empty()) {
-        const workflow::Step* next = wf.find_step(step->next);
-        if (!next) {
-          end_run(st, RunStatus::kException, "bad_workflow", "unknown next step " + step->next, now, t);
-        } else {
-          dispatch(wf, *next, st, 1, now, t);
-        }
-      } else {
-        end_run(st, RunStatus::kCompleted, "", "", now, t);
-      }
+      touch_step(st, instance, t);
+      c.store(key, output);
+      succeeded(c, *step, instance, output);
       break;
     }
     case baton::v1::StepResult::RETRYABLE:
-      fail_attempt(wf, *step, st, r.error().code().empty() ? "retryable" : r.error().code(), r.error().message(),
-                   true, now, t);
+      fail_attempt(c, *step, instance, r.error().code().empty() ? "retryable" : r.error().code(), r.error().message(),
+                   true);
       break;
     case baton::v1::StepResult::NEEDS_REVIEW: {
       ss.status = StepStatus::kFailed;
       ss.error_code = r.error().code().empty() ? "needs_review" : r.error().code();
       ss.error_message = r.error().message();
-      touch_step(st, step->id, t);
+      touch_step(st, instance, t);
       // Keep what the agent said: the operator needs it to act.
-      json output = parse_object_or_empty(r.output_json());
-      t.ctx_fields.emplace_back(RunState::output_field(step->id), output.dump());
-      st.context[step->id] = std::move(output);
-      end_run(st, RunStatus::kException, "needs_review", step->id + ": " + ss.error_code +
-                                                             (ss.error_message.empty() ? "" : ": " + ss.error_message),
-              now, t);
+      c.store(key, parse_object_or_empty(r.output_json()));
+      end_run(st, RunStatus::kException, "needs_review",
+              instance + ": " + ss.error_code + (ss.error_message.empty() ? "" : ": " + ss.error_message), now, t);
       break;
     }
     default:
-      fail_attempt(wf, *step, st, r.error().code().empty() ? "failed" : r.error().code(), r.error().message(),
-                   false, now, t);
+      fail_attempt(c, *step, instance, r.error().code().empty() ? "failed" : r.error().code(), r.error().message(),
+                   false);
       break;
   }
   progress_fields(st, t);
@@ -512,25 +941,35 @@ Transition Engine::on_timer(const workflow::Workflow& wf, RunState& st, const Ti
   Transition t;
   t.timers_del.push_back(timer_member(st.run_id, timer.kind, timer.step_id, timer.attempt));
   t.changed = true;
-  const workflow::Step* step = wf.find_step(timer.step_id);
+  Ctx c{wf, st, t, now, nullptr, json(), false};
+  if (timer.kind == TimerKind::kWindow) {
+    if (st.status != RunStatus::kWaiting || wf.steps.empty()) return t;
+    st.status = RunStatus::kRunning;
+    st.updated_ms = now;
+    t.audit.push_back({"window_opened", kCoordinator, now, json::object()});
+    enter(c, wf.steps.front(), "");
+    progress_fields(st, t);
+    return t;
+  }
+  const workflow::Step* step = wf.find_step(step_of(timer.step_id));
   auto it = st.steps.find(timer.step_id);
-  if (st.status != RunStatus::kRunning || !step || it == st.steps.end() ||
-      it->second.attempt != timer.attempt) {
+  if (st.status != RunStatus::kRunning || !step || it == st.steps.end() || it->second.attempt != timer.attempt) {
     return t;  // stale timer: only removed
   }
   StepState& ss = it->second;
   if (timer.kind == TimerKind::kTimeout && ss.status == StepStatus::kRunning) {
     st.updated_ms = now;
-    t.outbox_dels.push_back(outbox_field(step->id, timer.attempt));
+    t.outbox_dels.push_back(outbox_field(timer.step_id, timer.attempt));
     t.audit.push_back({"step_timeout", kCoordinator, now,
-                       {{"step", step->id}, {"attempt", timer.attempt}, {"timeout_ms", step->timeout_ms}}});
-    fail_attempt(wf, *step, st, "timeout",
+                       {{"step", timer.step_id}, {"attempt", timer.attempt}, {"timeout_ms", step->timeout_ms}}});
+    fail_attempt(c, *step, timer.step_id,
+                 "timeout",
                  "no result within " + std::to_string(step->timeout_ms) + " ms (attempt " +
                      std::to_string(timer.attempt) + ")",
-                 true, now, t);
+                 true);
   } else if (timer.kind == TimerKind::kRetry && ss.status == StepStatus::kRetryWait) {
     st.updated_ms = now;
-    dispatch(wf, *step, st, ss.attempt + 1, now, t);
+    dispatch(c, *step, timer.step_id, ss.attempt + 1);
   } else {
     return t;
   }

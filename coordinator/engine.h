@@ -20,12 +20,19 @@
 
 namespace baton::coordinator {
 
-enum class RunStatus { kRunning, kCompleted, kException };
-enum class StepStatus { kPending, kRunning, kRetryWait, kSucceeded, kFailed };
+// kWaiting: started outside the workflow's window, waits for it to open.
+enum class RunStatus { kRunning, kCompleted, kException, kWaiting };
+// kCancelled: a parallel branch the join no longer needs (`any`, `quorum`).
+enum class StepStatus { kPending, kRunning, kRetryWait, kSucceeded, kFailed, kCancelled };
 
 const char* to_string(RunStatus s);
 const char* to_string(StepStatus s);
 
+// The state of one *instance* of a step. A step that runs more than once in a
+// run (loop rounds, planner rounds, a route back to it, planned tasks) gets a
+// new instance id each time, `<step>#<n>` or `<step>#<plan id>`, so each run of
+// it has its own attempts, timers and idempotency keys. The first instance's
+// id is the step id itself.
 struct StepState {
   StepStatus status = StepStatus::kPending;
   uint32_t attempt = 0;  // current attempt (0: never dispatched)
@@ -35,6 +42,11 @@ struct StepState {
   std::string worker_id;
   std::string error_code;
   std::string error_message;
+  std::string parent;  // instance id of the parallel, loop or planner that runs it ("" = top level)
+  std::string key;     // context key of its output when not the step id (planned tasks)
+  uint32_t round = 0;  // loops and planners: current round (1-based)
+  uint32_t planned = 0;  // planners: tasks planned so far in this visit
+  nlohmann::json input;  // planned tasks: their own input (null: the run's input)
 
   nlohmann::json to_json() const;
   static StepState from_json(const nlohmann::json& j);
@@ -70,8 +82,12 @@ struct RunState {
                           RunState& out);
 };
 
+// The step id an instance id belongs to: "draft#2" -> "draft".
+std::string_view step_of(std::string_view instance);
+
 // A timer in the partition's timers zset. Member "<run>|<kind>|<step>|<attempt>".
-enum class TimerKind { kTimeout, kRetry };
+// kWindow: the workflow's window opens (step "-", attempt 0).
+enum class TimerKind { kTimeout, kRetry, kWindow };
 struct Timer {
   TimerKind kind;
   std::string step_id;
@@ -150,8 +166,14 @@ class Engine {
 
   // A step result. `write` is the outcome of record_write_for's request (kNone
   // when there was none).
+  // `record` (nullable): the shared record's fields after the write, for
+  // conditions that read `record.`; see reads_record().
   Transition on_result(const workflow::Workflow& wf, RunState& state, const baton::v1::StepResult& r,
-                       const RecordWriteOutcome& write, int64_t now_ms) const;
+                       const RecordWriteOutcome& write, int64_t now_ms,
+                       const nlohmann::json* record = nullptr) const;
+  // True when a condition of `wf` reads `record.`: the caller then passes the
+  // record to on_result.
+  static bool reads_record(const workflow::Workflow& wf);
 
   // A due timer of this run.
   Transition on_timer(const workflow::Workflow& wf, RunState& state, const Timer& t, int64_t now_ms) const;
@@ -162,14 +184,25 @@ class Engine {
   static int64_t backoff_ms(const workflow::RetryPolicy& p, uint32_t next_attempt);
 
  private:
-  void dispatch(const workflow::Workflow& wf, const workflow::Step& step, RunState& st, uint32_t attempt,
-                int64_t now, Transition& t) const;
-  void fail_attempt(const workflow::Workflow& wf, const workflow::Step& step, RunState& st,
-                    const std::string& code, const std::string& message, bool retryable, int64_t now,
-                    Transition& t) const;
+  struct Ctx;  // one transition's inputs: workflow, state, now, record, output
+  void dispatch(Ctx& c, const workflow::Step& step, const std::string& instance, uint32_t attempt) const;
+  // Starts a new instance of `step` (a task, a parallel or a loop) under `parent`.
+  void enter(Ctx& c, const workflow::Step& step, const std::string& parent, const std::string& key = "",
+             const nlohmann::json* input = nullptr, uint32_t round = 1, uint32_t planned = 0) const;
+  void fail_attempt(Ctx& c, const workflow::Step& step, const std::string& instance, const std::string& code,
+                    const std::string& message, bool retryable) const;
+  void succeeded(Ctx& c, const workflow::Step& step, const std::string& instance, const nlohmann::json& output) const;
+  // Follows a finished top-level step's way out: handoff, route, next, or the end.
+  void leave(Ctx& c, const workflow::Step& step, const nlohmann::json& output) const;
+  void go_to(Ctx& c, const workflow::Step& from, const std::string& target, const std::string& reason,
+             const std::string& detail) const;
+  void child_done(Ctx& c, const std::string& parent, const std::string& child) const;
+  void check_join(Ctx& c, const workflow::Step& par, const std::string& instance) const;
+  void on_plan(Ctx& c, const workflow::Step& step, const std::string& instance, const nlohmann::json& output) const;
   void end_run(RunState& st, RunStatus status, const std::string& reason, const std::string& detail,
                int64_t now, Transition& t) const;
   void touch_step(const RunState& st, std::string_view step_id, Transition& t) const;
+  void cancel(Ctx& c, const std::string& instance) const;
 
   EngineOptions opts_;
 };

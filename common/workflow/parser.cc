@@ -16,6 +16,8 @@
 #include <unordered_map>
 
 #include "common/util/limits.h"
+#include "common/workflow/expr.h"
+#include "common/workflow/schedule.h"
 #include "common/workflow/template.h"
 
 namespace baton::workflow {
@@ -28,14 +30,22 @@ constexpr std::size_t kMaxYamlNodes = 100000;
 constexpr int64_t kMaxDurationMs = int64_t{8760} * 3600 * 1000;  // 8760h, one year
 constexpr std::size_t kMaxQuoted = 40;
 
-const std::vector<std::string> kTopKeys = {"name",   "version",   "description", "trigger",
-                                           "record", "max_steps", "steps"};
-const std::vector<std::string> kTopPlanned = {"budget", "schedule", "window", "agents"};
-const std::vector<std::string> kStepKeys = {"id",     "role", "agent",   "writes",
-                                            "output", "next", "timeout", "retry"};
-const std::vector<std::string> kStepPlanned = {"route", "handoff",      "parallel",     "join",
-                                               "loop",  "approval",     "approve_when", "planner",
-                                               "lock",  "on_collision", "input"};
+const std::vector<std::string> kTopKeys = {"name",      "version", "description", "trigger", "record",
+                                           "max_steps", "steps",   "schedule",    "window"};
+const std::vector<std::string> kTopPlanned = {"budget", "agents"};
+const std::vector<std::string> kStepKeys = {"id",      "role",  "agent",   "writes",   "output", "next",
+                                            "timeout", "retry", "route",   "handoff",  "parallel",
+                                            "join",    "loop",  "planner"};
+const std::vector<std::string> kStepPlanned = {"approval", "approve_when", "lock", "on_collision", "input"};
+const std::vector<std::string> kScheduleKeys = {"cron", "timezone", "input"};
+const std::vector<std::string> kWindowKeys = {"days", "from", "to", "timezone"};
+const std::vector<std::string> kHandoffKeys = {"from_output", "allowed"};
+const std::vector<std::string> kJoinKeys = {"mode"};
+const std::vector<std::string> kBranchKeys = {"step", "on_failure"};
+const std::vector<std::string> kLoopKeys = {"maker", "checker", "until", "max_rounds", "on_exhausted"};
+const std::vector<std::string> kPlannerKeys = {"allowed", "max_steps", "max_rounds", "on_exhausted"};
+// Keys a control step (parallel, loop) may have: the coordinator runs it, no worker.
+const std::vector<std::string> kControlKeys = {"id", "next", "route", "parallel", "join", "loop"};
 const std::vector<std::string> kTriggerKeys = {"topic", "dedupe"};
 const std::vector<std::string> kRetryKeys = {"max_attempts", "backoff", "max_backoff", "multiplier"};
 const std::vector<std::string> kContractTypes = {"string", "number", "integer", "boolean",
@@ -173,6 +183,13 @@ struct StepMarks {
   YAML::Mark id;
   YAML::Mark next;
   YAML::Mark writes;
+  YAML::Mark node;
+  std::vector<YAML::Mark> route_to;  // parallel to Step::route
+  YAML::Mark handoff;
+  std::vector<YAML::Mark> branches;  // parallel to Step::parallel
+  YAML::Mark loop;
+  YAML::Mark planner;
+  std::vector<std::string> keys;     // keys present, for the control-step check
 };
 
 class Parser {
@@ -507,6 +524,10 @@ class Parser {
       } else if (e.name == "steps") {
         if (!parse_steps(e, wf)) return false;
         has_steps = true;
+      } else if (e.name == "schedule") {
+        if (!parse_schedule(e, wf)) return false;
+      } else if (e.name == "window") {
+        if (!parse_window(e, wf)) return false;
       } else {
         return unknown_key(e, "at the top level", kTopKeys);
       }
@@ -561,8 +582,10 @@ class Parser {
     std::vector<Entry> es;
     if (!entries(node, es)) return false;
     bool has_id = false, has_role = false;
+    marks.node = node.Mark();
     for (const auto& e : es) {
       if (contains(kStepPlanned, e.name)) return planned(e);
+      marks.keys.push_back(e.name);
       if (e.name == "id") {
         if (!get_id(e, "id", s.id)) return false;
         marks.id = e.where();
@@ -584,12 +607,33 @@ class Parser {
         if (!get_duration(e, "timeout", /*allow_zero=*/false, s.timeout_ms)) return false;
       } else if (e.name == "retry") {
         if (!parse_retry(e, s.retry)) return false;
+      } else if (e.name == "route") {
+        if (!parse_route(e, s, marks)) return false;
+      } else if (e.name == "handoff") {
+        if (!parse_handoff(e, s)) return false;
+        marks.handoff = e.key.Mark();
+      } else if (e.name == "parallel") {
+        if (!parse_parallel(e, s, marks)) return false;
+      } else if (e.name == "join") {
+        if (!parse_join(e, s)) return false;
+      } else if (e.name == "loop") {
+        if (!parse_loop(e, s)) return false;
+        marks.loop = e.key.Mark();
+      } else if (e.name == "planner") {
+        if (!parse_planner(e, s)) return false;
+        marks.planner = e.key.Mark();
       } else {
         return unknown_key(e, "in a step", kStepKeys);
       }
     }
     if (!has_id) return fail(node, "step is missing required key `id`");
-    if (!has_role) return fail(node, "step " + code(s.id) + " is missing required key `role`");
+    if (s.id == kTargetEnd || s.id == kTargetException) {
+      return fail(marks.id, "step id " + code(s.id) + " is reserved (a built-in route target)");
+    }
+    if (!check_step_shape(s, marks, es)) return false;
+    if (!has_role && s.kind == StepKind::kTask) {
+      return fail(node, "step " + code(s.id) + " is missing required key `role`");
+    }
     for (std::size_t i = 0; i < wf.steps.size(); ++i) {
       if (wf.steps[i].id == s.id) {
         return fail(marks.id, "duplicate step id " + code(s.id) + " (first defined at line " +
@@ -713,9 +757,419 @@ class Parser {
     return true;
   }
 
+  // ---- patterns -----------------------------------------------------------
+
+  // A condition, parsed now; errors point at the column inside the text.
+  bool get_condition(const Entry& e, const std::string& label, std::shared_ptr<const Condition>& out) {
+    std::string text;
+    if (!get_string(e, label, text)) return false;
+    auto parsed = Condition::parse(text);
+    if (auto* err = std::get_if<ExprError>(&parsed)) {
+      return fail(position_in(e.value, text, static_cast<std::size_t>(std::max(err->col, 1) - 1)),
+                  "invalid condition in " + code(label) + ": " + err->message);
+    }
+    out = std::make_shared<const Condition>(std::get<Condition>(std::move(parsed)));
+    return true;
+  }
+
+  // A target: a step id (checked later), `end` or `exception`.
+  bool get_target(const Entry& e, const std::string& label, std::string& out) {
+    return get_id(e, label, out);
+  }
+
+  bool parse_route(const Entry& e, Step& s, StepMarks& marks) {
+    if (!e.value.IsSequence() || e.value.size() == 0) {
+      return fail(e.where(), "`route` must be a non-empty list of {when, to} and a final {else}, got " +
+                                 describe(e.value));
+    }
+    for (const auto& item : e.value) {
+      if (!item.IsMap()) {
+        return fail(item.IsNull() ? e.value.Mark() : item.Mark(),
+                    "each `route` entry must be a map {when: <condition>, to: <step>} or {else: <step>}, got " +
+                        describe(item));
+      }
+      if (!s.route.empty() && !s.route.back().when) {
+        return fail(item, "`else` must be the last `route` entry");
+      }
+      std::vector<Entry> es;
+      if (!entries(item, es)) return false;
+      RouteRule rule;
+      const Entry* when = nullptr;
+      const Entry* to = nullptr;
+      const Entry* els = nullptr;
+      for (const auto& k : es) {
+        if (k.name == "when") {
+          when = &k;
+        } else if (k.name == "to") {
+          to = &k;
+        } else if (k.name == "else") {
+          els = &k;
+        } else {
+          return unknown_key(k, "in a `route` entry", {"when", "to", "else"});
+        }
+      }
+      if (els) {
+        if (when || to) return fail(els->key, "a `route` entry has either `when` and `to`, or only `else`");
+        if (!get_target(*els, "route.else", rule.to)) return false;
+        marks.route_to.push_back(els->where());
+      } else {
+        if (!when) return fail(item, "`route` entry is missing `when` (or use `else`)");
+        if (!to) return fail(item, "`route` entry is missing `to`");
+        if (!get_condition(*when, "route.when", rule.when)) return false;
+        if (!get_target(*to, "route.to", rule.to)) return false;
+        marks.route_to.push_back(to->where());
+      }
+      s.route.push_back(std::move(rule));
+    }
+    return true;
+  }
+
+  bool get_step_list(const Entry& e, const std::string& label, std::vector<std::string>& out) {
+    if (!e.value.IsSequence() || e.value.size() == 0) {
+      return fail(e.where(), code(label) + " must be a non-empty list of step ids, got " + describe(e.value));
+    }
+    for (const auto& item : e.value) {
+      if (!item.IsScalar() || kind_of(item) == Kind::kNull || !is_id(item.Scalar())) {
+        return fail(item.IsNull() ? e.value.Mark() : item.Mark(),
+                    code(label) + " entries must be step ids, got " + describe(item));
+      }
+      if (contains(out, item.Scalar())) return fail(item, code(label) + " lists " + code(item.Scalar()) + " twice");
+      out.push_back(item.Scalar());
+    }
+    return true;
+  }
+
+  bool parse_handoff(const Entry& e, Step& s) {
+    if (!e.value.IsMap()) {
+      return fail(e.where(), "`handoff` must be a map (keys: from_output, allowed), got " + describe(e.value));
+    }
+    std::vector<Entry> es;
+    if (!entries(e.value, es)) return false;
+    Handoff h;
+    bool has_allowed = false;
+    for (const auto& k : es) {
+      if (k.name == "from_output") {
+        if (!get_string(k, "handoff.from_output", h.from_output)) return false;
+        if (!is_field(h.from_output)) {
+          return fail(k.where(), "`handoff.from_output` must be an output field name, got " + describe(k.value));
+        }
+      } else if (k.name == "allowed") {
+        if (!get_step_list(k, "handoff.allowed", h.allowed)) return false;
+        has_allowed = true;
+      } else {
+        return unknown_key(k, "in `handoff`", kHandoffKeys);
+      }
+    }
+    if (h.from_output.empty()) return fail(e.value, "`handoff` is missing required key `from_output`");
+    if (!has_allowed) return fail(e.value, "`handoff` is missing required key `allowed`");
+    s.handoff = std::move(h);
+    return true;
+  }
+
+  bool parse_parallel(const Entry& e, Step& s, StepMarks& marks) {
+    if (!e.value.IsSequence() || e.value.size() < 2) {
+      return fail(e.where(), "`parallel` must be a list of at least two step ids, got " + describe(e.value));
+    }
+    s.kind = StepKind::kParallel;
+    for (const auto& item : e.value) {
+      Branch b;
+      YAML::Mark at = item.IsNull() ? e.value.Mark() : item.Mark();
+      if (item.IsScalar() && kind_of(item) != Kind::kNull && is_id(item.Scalar())) {
+        b.step = item.Scalar();
+      } else if (item.IsMap()) {
+        std::vector<Entry> es;
+        if (!entries(item, es)) return false;
+        for (const auto& k : es) {
+          if (k.name == "step") {
+            if (!get_id(k, "parallel.step", b.step)) return false;
+            at = k.where();
+          } else if (k.name == "on_failure") {
+            std::string v;
+            if (!get_string(k, "parallel.on_failure", v)) return false;
+            if (v != "fail" && v != "ignore") {
+              return fail(k.where(), "`parallel.on_failure` must be fail or ignore, got " + describe(k.value));
+            }
+            b.ignore_failure = v == "ignore";
+          } else {
+            return unknown_key(k, "in a `parallel` entry", kBranchKeys);
+          }
+        }
+        if (b.step.empty()) return fail(item, "`parallel` entry is missing required key `step`");
+      } else {
+        return fail(at, "`parallel` entries must be step ids or {step, on_failure}, got " + describe(item));
+      }
+      for (const auto& other : s.parallel) {
+        if (other.step == b.step) return fail(at, "`parallel` lists " + code(b.step) + " twice");
+      }
+      s.parallel.push_back(std::move(b));
+      marks.branches.push_back(at);
+    }
+    return true;
+  }
+
+  bool parse_join(const Entry& e, Step& s) {
+    if (!e.value.IsMap()) {
+      return fail(e.where(), "`join` must be a map {mode: all | any | quorum(n)}, got " + describe(e.value));
+    }
+    std::vector<Entry> es;
+    if (!entries(e.value, es)) return false;
+    for (const auto& k : es) {
+      if (k.name != "mode") return unknown_key(k, "in `join`", kJoinKeys);
+      std::string m;
+      if (!get_string(k, "join.mode", m)) return false;
+      if (m == "all") {
+        s.join.mode = JoinMode::kAll;
+      } else if (m == "any") {
+        s.join.mode = JoinMode::kAny;
+      } else if (m.rfind("quorum(", 0) == 0 && m.size() > 8 && m.back() == ')' &&
+                 all_digits(std::string_view(m).substr(7, m.size() - 8)) && m.size() < 14) {
+        s.join.mode = JoinMode::kQuorum;
+        s.join.quorum = static_cast<uint32_t>(std::stoul(m.substr(7, m.size() - 8)));
+        if (s.join.quorum == 0) return fail(k.where(), "`join.mode` quorum(n) needs n >= 1, got " + describe(k.value));
+      } else {
+        return fail(k.where(), "unknown join mode " + describe(k.value) + " (use all, any or quorum(n))");
+      }
+    }
+    return true;
+  }
+
+  bool parse_loop(const Entry& e, Step& s) {
+    if (!e.value.IsMap()) {
+      return fail(e.where(), "`loop` must be a map (keys: " + join(kLoopKeys) + "), got " + describe(e.value));
+    }
+    std::vector<Entry> es;
+    if (!entries(e.value, es)) return false;
+    Loop l;
+    s.kind = StepKind::kLoop;
+    for (const auto& k : es) {
+      if (k.name == "maker") {
+        if (!get_id(k, "loop.maker", l.maker)) return false;
+      } else if (k.name == "checker") {
+        if (!get_id(k, "loop.checker", l.checker)) return false;
+      } else if (k.name == "until") {
+        if (!get_condition(k, "loop.until", l.until)) return false;
+      } else if (k.name == "max_rounds") {
+        if (!get_positive_int(k, "loop.max_rounds", l.max_rounds)) return false;
+        if (l.max_rounds > 100) return fail(k.where(), "`loop.max_rounds` must be at most 100, got " + describe(k.value));
+      } else if (k.name == "on_exhausted") {
+        if (!get_target(k, "loop.on_exhausted", l.on_exhausted)) return false;
+      } else {
+        return unknown_key(k, "in `loop`", kLoopKeys);
+      }
+    }
+    for (const char* req : {"maker", "checker", "until", "max_rounds"}) {
+      bool present = std::any_of(es.begin(), es.end(), [&](const Entry& x) { return x.name == req; });
+      if (!present) return fail(e.value, "`loop` is missing required key `" + std::string(req) + "`");
+    }
+    if (l.maker == l.checker) return fail(e.value, "`loop.maker` and `loop.checker` must be different steps");
+    s.loop = std::move(l);
+    return true;
+  }
+
+  bool parse_planner(const Entry& e, Step& s) {
+    if (!e.value.IsMap()) {
+      return fail(e.where(), "`planner` must be a map (keys: " + join(kPlannerKeys) + "), got " + describe(e.value));
+    }
+    std::vector<Entry> es;
+    if (!entries(e.value, es)) return false;
+    Planner p;
+    bool has_allowed = false, has_max = false;
+    for (const auto& k : es) {
+      if (k.name == "allowed") {
+        if (!get_step_list(k, "planner.allowed", p.allowed)) return false;
+        has_allowed = true;
+      } else if (k.name == "max_steps") {
+        if (!get_positive_int(k, "planner.max_steps", p.max_steps)) return false;
+        has_max = true;
+      } else if (k.name == "max_rounds") {
+        if (!get_positive_int(k, "planner.max_rounds", p.max_rounds)) return false;
+      } else if (k.name == "on_exhausted") {
+        if (!get_target(k, "planner.on_exhausted", p.on_exhausted)) return false;
+      } else {
+        return unknown_key(k, "in `planner`", kPlannerKeys);
+      }
+    }
+    if (!has_allowed) return fail(e.value, "`planner` is missing required key `allowed`");
+    if (!has_max) return fail(e.value, "`planner` is missing required key `max_steps` (the bound on planned steps)");
+    s.planner = std::move(p);
+    return true;
+  }
+
+  // Which keys go together: one way out (next, route, handoff), control steps
+  // without worker keys, join only with parallel.
+  bool check_step_shape(const Step& s, const StepMarks& marks, const std::vector<Entry>& es) {
+    auto entry = [&](std::string_view name) -> const Entry* {
+      for (const auto& e : es)
+        if (e.name == name) return &e;
+      return nullptr;
+    };
+    int exits = (entry("next") ? 1 : 0) + (entry("route") ? 1 : 0) + (entry("handoff") ? 1 : 0);
+    if (exits > 1) {
+      const Entry* second = entry("handoff") ? entry("handoff") : entry("route");
+      return fail(second->key, "step " + code(s.id) + " may have only one of `next`, `route` and `handoff`");
+    }
+    if (entry("parallel") && entry("loop")) {
+      return fail(entry("loop")->key, "step " + code(s.id) + " cannot have both `parallel` and `loop`");
+    }
+    if (entry("join") && !entry("parallel")) {
+      return fail(entry("join")->key, "`join` needs `parallel` in the same step");
+    }
+    if (s.kind != StepKind::kTask) {
+      for (const auto& e : es) {
+        if (!contains(kControlKeys, e.name)) {
+          return fail(e.key, code(e.name) + " is not allowed in a " +
+                                 (s.kind == StepKind::kParallel ? "`parallel`" : "`loop`") +
+                                 " step (the coordinator runs it; its branches have roles)");
+        }
+      }
+    }
+    if (s.kind == StepKind::kParallel && s.join.mode == JoinMode::kQuorum && s.join.quorum > s.parallel.size()) {
+      return fail(entry("join")->value, "`join.mode` quorum(" + std::to_string(s.join.quorum) + ") needs at most " +
+                                            std::to_string(s.parallel.size()) + " (the number of branches)");
+    }
+    if (s.planner && entry("handoff")) {
+      return fail(entry("handoff")->key, "a `planner` step leaves with `next` or `route`, not `handoff`");
+    }
+    (void)marks;
+    return true;
+  }
+
+  bool parse_schedule(const Entry& e, Workflow& wf) {
+    if (!e.value.IsMap()) {
+      return fail(e.where(), "`schedule` must be a map (keys: " + join(kScheduleKeys) + "), got " + describe(e.value));
+    }
+    std::vector<Entry> es;
+    if (!entries(e.value, es)) return false;
+    const Entry* cron = nullptr;
+    std::string cron_text, tz = "UTC";
+    const Entry* tz_entry = nullptr;
+    for (const auto& k : es) {
+      if (k.name == "cron") {
+        if (!get_string(k, "schedule.cron", cron_text)) return false;
+        cron = &k;
+      } else if (k.name == "timezone") {
+        if (!get_string(k, "schedule.timezone", tz)) return false;
+        tz_entry = &k;
+      } else if (k.name == "input") {
+        if (!k.value.IsMap()) return fail(k.where(), "`schedule.input` must be a map, got " + describe(k.value));
+        if (!to_json(k.value, wf.schedule_input)) return false;
+      } else {
+        return unknown_key(k, "in `schedule`", kScheduleKeys);
+      }
+    }
+    if (!cron) return fail(e.value, "`schedule` is missing required key `cron`");
+    auto parsed = CronSchedule::parse(cron_text, tz);
+    if (auto* err = std::get_if<ScheduleError>(&parsed)) {
+      if (err->col == 0) return fail(tz_entry ? tz_entry->where() : cron->where(), "invalid `schedule`: " + err->message);
+      return fail(position_in(cron->value, cron_text, static_cast<std::size_t>(err->col - 1)),
+                  "invalid `schedule.cron`: " + err->message);
+    }
+    wf.schedule = std::make_shared<const CronSchedule>(std::get<CronSchedule>(std::move(parsed)));
+    return true;
+  }
+
+  bool parse_window(const Entry& e, Workflow& wf) {
+    if (!e.value.IsMap()) {
+      return fail(e.where(), "`window` must be a map (keys: " + join(kWindowKeys) + "), got " + describe(e.value));
+    }
+    std::vector<Entry> es;
+    if (!entries(e.value, es)) return false;
+    std::vector<std::string> days;
+    std::string from, to, tz = "UTC";
+    const Entry* from_e = nullptr;
+    const Entry* to_e = nullptr;
+    for (const auto& k : es) {
+      if (k.name == "days") {
+        if (!k.value.IsSequence()) return fail(k.where(), "`window.days` must be a list of day names, got " + describe(k.value));
+        for (const auto& d : k.value) {
+          if (!d.IsScalar() || kind_of(d) == Kind::kNull) {
+            return fail(d.IsNull() ? k.value.Mark() : d.Mark(), "`window.days` entries must be day names, got " + describe(d));
+          }
+          days.push_back(d.Scalar());
+        }
+      } else if (k.name == "from") {
+        if (!get_string(k, "window.from", from)) return false;
+        from_e = &k;
+      } else if (k.name == "to") {
+        if (!get_string(k, "window.to", to)) return false;
+        to_e = &k;
+      } else if (k.name == "timezone") {
+        if (!get_string(k, "window.timezone", tz)) return false;
+      } else {
+        return unknown_key(k, "in `window`", kWindowKeys);
+      }
+    }
+    if (!from_e) return fail(e.value, "`window` is missing required key `from`");
+    if (!to_e) return fail(e.value, "`window` is missing required key `to`");
+    auto made = TimeWindow::make(days, from, to, tz);
+    if (auto* err = std::get_if<ScheduleError>(&made)) return fail(e.value, "invalid `window`: " + err->message);
+    wf.window = std::make_shared<const TimeWindow>(std::get<TimeWindow>(std::move(made)));
+    wf.window_json = {{"days", days}, {"from", from}, {"to", to}, {"timezone", tz}};
+    return true;
+  }
+
   // ---- whole-workflow checks ------------------------------------------------
 
+  bool is_target(const Workflow& wf, const std::string& t) {
+    return t == kTargetEnd || t == kTargetException || wf.find_step(t) != nullptr;
+  }
+
   bool check_links(const Workflow& wf) {
+    auto unknown = [&](const YAML::Mark& m, const std::string& label, const std::string& id) {
+      return fail(m, code(label) + " names unknown step " + code(id));
+    };
+    // Sub-steps: run by their parent, they must be plain task steps that end there.
+    std::unordered_map<std::string, std::string> parent_of;  // sub-step -> "a branch of `x`"
+    for (std::size_t i = 0; i < wf.steps.size(); ++i) {
+      const Step& s = wf.steps[i];
+      const StepMarks& m = marks_[i];
+      for (std::size_t r = 0; r < s.route.size(); ++r) {
+        if (!is_target(wf, s.route[r].to)) {
+          return fail(m.route_to[r], code(s.route[r].when ? "route.to" : "route.else") + " names unknown step " +
+                                         code(s.route[r].to) + " (or use end, exception)");
+        }
+      }
+      if (s.handoff) {
+        for (const auto& a : s.handoff->allowed) {
+          if (!wf.find_step(a)) return unknown(m.handoff, "handoff.allowed", a);
+        }
+      }
+      for (std::size_t b = 0; b < s.parallel.size(); ++b) {
+        if (!wf.find_step(s.parallel[b].step)) return unknown(m.branches[b], "parallel", s.parallel[b].step);
+        parent_of.emplace(s.parallel[b].step, "a branch of " + code(s.id));
+      }
+      if (s.loop) {
+        if (!wf.find_step(s.loop->maker)) return unknown(m.loop, "loop.maker", s.loop->maker);
+        if (!wf.find_step(s.loop->checker)) return unknown(m.loop, "loop.checker", s.loop->checker);
+        if (!is_target(wf, s.loop->on_exhausted)) return unknown(m.loop, "loop.on_exhausted", s.loop->on_exhausted);
+        parent_of.emplace(s.loop->maker, "the maker of loop " + code(s.id));
+        parent_of.emplace(s.loop->checker, "the checker of loop " + code(s.id));
+      }
+      if (s.planner) {
+        for (const auto& a : s.planner->allowed) {
+          if (!wf.find_step(a)) return unknown(m.planner, "planner.allowed", a);
+          if (a == s.id) return fail(m.planner, "`planner.allowed` cannot name the planner itself");
+          parent_of.emplace(a, "planned by " + code(s.id));
+        }
+        if (!is_target(wf, s.planner->on_exhausted)) {
+          return unknown(m.planner, "planner.on_exhausted", s.planner->on_exhausted);
+        }
+      }
+    }
+    for (std::size_t i = 0; i < wf.steps.size(); ++i) {
+      const Step& s = wf.steps[i];
+      auto p = parent_of.find(s.id);
+      if (p == parent_of.end()) continue;
+      if (i == 0) return fail(marks_[i].node, "step " + code(s.id) + " is " + p->second + " and cannot be the entry step");
+      if (s.kind != StepKind::kTask || s.planner) {
+        return fail(marks_[i].node, "step " + code(s.id) + " is " + p->second +
+                                        " and must be a plain task step (no parallel, loop or planner)");
+      }
+      if (!s.next.empty() || !s.route.empty() || s.handoff) {
+        return fail(marks_[i].node, "step " + code(s.id) + " is " + p->second +
+                                        " and cannot have `next`, `route` or `handoff` (its parent decides what follows)");
+      }
+    }
     for (std::size_t i = 0; i < wf.steps.size(); ++i) {
       const Step& s = wf.steps[i];
       if (!s.next.empty() && wf.find_step(s.next) == nullptr) {
@@ -728,8 +1182,8 @@ class Parser {
       }
     }
     // Each step has at most one `next`, so following it from every step finds
-    // every cycle. Nothing can bound a cycle in this version (no `loop`), so
-    // every cycle is refused.
+    // every cycle. A cycle of `next` alone has no exit: refused. Cycles through
+    // `route` or `handoff` are conditional and bounded by max_steps.
     std::unordered_map<std::string, std::size_t> index;
     for (std::size_t i = 0; i < wf.steps.size(); ++i) index.emplace(wf.steps[i].id, i);
     std::vector<int> state(wf.steps.size(), 0);  // 0 new, 1 on the current path, 2 done
@@ -744,7 +1198,7 @@ class Parser {
           for (auto it = from; it != path.end(); ++it) names += wf.steps[*it].id + " -> ";
           names += wf.steps[cur].id;
           return fail(marks_[path.back()].next,
-                      "cycle " + names + " has no bound (`next` cannot loop in this version)");
+                      "cycle " + names + " has no exit (use `loop`, or `route` with a condition)");
         }
         state[cur] = 1;
         path.push_back(cur);

@@ -2,12 +2,27 @@
 
 #include <algorithm>
 
+#include "common/workflow/expr.h"
+#include "common/workflow/schedule.h"
+
 namespace baton::workflow {
+
+bool Workflow::is_sub_step(std::string_view id) const {
+  for (const auto& s : steps) {
+    for (const auto& b : s.parallel)
+      if (b.step == id) return true;
+    if (s.loop && (s.loop->maker == id || s.loop->checker == id)) return true;
+    if (s.planner && std::find(s.planner->allowed.begin(), s.planner->allowed.end(), id) != s.planner->allowed.end())
+      return true;
+  }
+  return false;
+}
 
 std::vector<std::string> Workflow::roles() const {
   std::vector<std::string> out;
   out.reserve(steps.size());
-  for (const auto& s : steps) out.push_back(s.role);
+  for (const auto& s : steps)
+    if (!s.role.empty()) out.push_back(s.role);
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
@@ -21,6 +36,10 @@ nlohmann::json Workflow::to_json() const {
   j["record"] = record_template;
   j["trigger"] = {{"topic", trigger_topic}, {"dedupe", dedupe_template}};
   j["max_steps"] = max_steps;
+  if (schedule) {
+    j["schedule"] = {{"cron", schedule->text()}, {"timezone", schedule->zone()}, {"input", schedule_input}};
+  }
+  if (window) j["window"] = window_json;
   nlohmann::json steps_json = nlohmann::json::array();
   for (const auto& s : steps) {
     nlohmann::json sj = nlohmann::json::object();
@@ -39,6 +58,39 @@ nlohmann::json Workflow::to_json() const {
       out.push_back({{"name", f.name}, {"type", f.type}, {"optional", f.optional}});
     sj["output"] = std::move(out);
     sj["next"] = s.next;
+    if (!s.route.empty()) {
+      nlohmann::json r = nlohmann::json::array();
+      for (const auto& rule : s.route) {
+        if (rule.when) {
+          r.push_back({{"when", rule.when->text()}, {"to", rule.to}});
+        } else {
+          r.push_back({{"else", rule.to}});
+        }
+      }
+      sj["route"] = std::move(r);
+    }
+    if (s.handoff) sj["handoff"] = {{"from_output", s.handoff->from_output}, {"allowed", s.handoff->allowed}};
+    if (s.kind == StepKind::kParallel) {
+      nlohmann::json b = nlohmann::json::array();
+      for (const auto& br : s.parallel)
+        b.push_back({{"step", br.step}, {"on_failure", br.ignore_failure ? "ignore" : "fail"}});
+      sj["parallel"] = std::move(b);
+      const char* mode = s.join.mode == JoinMode::kAll ? "all" : s.join.mode == JoinMode::kAny ? "any" : "quorum";
+      sj["join"] = {{"mode", mode}, {"quorum", s.join.quorum}};
+    }
+    if (s.loop) {
+      sj["loop"] = {{"maker", s.loop->maker},
+                    {"checker", s.loop->checker},
+                    {"until", s.loop->until ? s.loop->until->text() : std::string()},
+                    {"max_rounds", s.loop->max_rounds},
+                    {"on_exhausted", s.loop->on_exhausted}};
+    }
+    if (s.planner) {
+      sj["planner"] = {{"allowed", s.planner->allowed},
+                       {"max_steps", s.planner->max_steps},
+                       {"max_rounds", s.planner->max_rounds},
+                       {"on_exhausted", s.planner->on_exhausted}};
+    }
     sj["timeout_ms"] = s.timeout_ms;
     sj["retry"] = {{"max_attempts", s.retry.max_attempts},
                    {"backoff_ms", s.retry.backoff_ms},

@@ -14,6 +14,15 @@
 
 namespace baton::workflow {
 
+class Condition;     // common/workflow/expr.h
+class CronSchedule;  // common/workflow/schedule.h
+class TimeWindow;    // common/workflow/schedule.h
+
+// Built-in targets of `route`, `on_exhausted`: end the run completed, or send it
+// to the exception queue. No step may be named like them.
+inline constexpr const char* kTargetEnd = "end";
+inline constexpr const char* kTargetException = "exception";
+
 // Where something came from in the YAML file, for messages "file:line:col: reason".
 struct Mark {
   int line = 0;  // 1-based
@@ -42,13 +51,68 @@ struct AgentSpec {
   nlohmann::json config = nlohmann::json::object();
 };
 
+// One rule of `route:`. `when` null: the `else` rule (always last).
+struct RouteRule {
+  std::shared_ptr<const Condition> when;
+  std::string to;  // a step id, kTargetEnd or kTargetException
+};
+
+// `handoff: { from_output: specialist, allowed: [billing, general] }`: the
+// agent's output field names the next step, which must be in `allowed`.
+struct Handoff {
+  std::string from_output;
+  std::vector<std::string> allowed;  // step ids
+};
+
+// A branch of `parallel:`. A branch's failure fails the join unless
+// `on_failure: ignore` (then it only counts as not succeeded).
+struct Branch {
+  std::string step;
+  bool ignore_failure = false;
+};
+
+enum class JoinMode { kAll, kAny, kQuorum };
+struct Join {
+  JoinMode mode = JoinMode::kAll;
+  uint32_t quorum = 0;  // kQuorum: successes needed
+};
+
+// `loop: { maker, checker, until, max_rounds, on_exhausted }` (maker-checker).
+struct Loop {
+  std::string maker;
+  std::string checker;
+  std::shared_ptr<const Condition> until;  // over the checker's output
+  uint32_t max_rounds = 0;
+  std::string on_exhausted = kTargetException;  // step id, end or exception
+};
+
+// `planner: { allowed: [..], max_steps, max_rounds, on_exhausted }` on a task
+// step: its agent's output is a plan of steps drawn from `allowed`.
+struct Planner {
+  std::vector<std::string> allowed;  // step ids
+  uint32_t max_steps = 0;            // planned tasks per visit of the planner
+  uint32_t max_rounds = 10;          // planner runs per visit
+  std::string on_exhausted = kTargetException;
+};
+
+// What a step is: a task run by a role's worker, or a control node the
+// coordinator runs itself.
+enum class StepKind { kTask, kParallel, kLoop };
+
 struct Step {
   std::string id;
+  StepKind kind = StepKind::kTask;
   std::string role;                    // the worker role that runs this step
   std::optional<AgentSpec> agent;      // how workers of `role` run it (optional for SDK workers)
   std::vector<std::string> writes;     // record fields this step may write
   std::vector<FieldContract> output;   // empty: no contract
   std::string next;                    // next step id; empty: the run ends after this step
+  std::vector<RouteRule> route;        // first match wins (exclusive with next and handoff)
+  std::optional<Handoff> handoff;
+  std::vector<Branch> parallel;        // kParallel
+  Join join;                           // kParallel
+  std::optional<Loop> loop;            // kLoop
+  std::optional<Planner> planner;      // a kTask whose output is a plan
   int64_t timeout_ms = 30000;          // per attempt, measured from dispatch
   RetryPolicy retry;
   Mark mark;
@@ -62,6 +126,12 @@ struct Workflow {
   std::string dedupe_template;  // trigger.dedupe, e.g. "{{input.lead_id}}"; empty: none
   std::string trigger_topic;    // trigger.topic (informational for now)
   uint32_t max_steps = 100;     // bound on step executions per run (loops governed)
+  // `schedule:` starts a run at each fire time with `schedule_input`.
+  std::shared_ptr<const CronSchedule> schedule;
+  nlohmann::json schedule_input = nlohmann::json::object();
+  // `window:` holds runs started while it is closed until it opens.
+  std::shared_ptr<const TimeWindow> window;
+  nlohmann::json window_json;  // the window as written (for to_json)
   std::vector<Step> steps;      // in file order; steps[0] is the entry step
   std::string source_path;      // file it was loaded from
 
@@ -70,6 +140,9 @@ struct Workflow {
       if (s.id == id) return &s;
     return nullptr;
   }
+  // Steps that run as parts of another (parallel branches, loop maker and
+  // checker, planner's allowed steps): they end where their parent resumes.
+  bool is_sub_step(std::string_view id) const;
   // Roles used by the steps, sorted, without duplicates.
   std::vector<std::string> roles() const;
   // The model as JSON (every field but source_path and marks), with a fixed key

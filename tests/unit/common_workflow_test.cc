@@ -362,7 +362,7 @@ TEST(WorkflowRefusal, UnknownTopLevelKey) {
 stesp: []
 )"),
             "wf.yaml:2:1: unknown key `stesp` at the top level (allowed: name, version, "
-            "description, trigger, record, max_steps, steps)");
+            "description, trigger, record, max_steps, steps, schedule, window)");
 }
 
 TEST(WorkflowRefusal, UnknownKeySaysWhereItBelongs) {
@@ -370,7 +370,7 @@ TEST(WorkflowRefusal, UnknownKeySaysWhereItBelongs) {
 next: a
 )"),
             "wf.yaml:2:1: unknown key `next` at the top level (allowed: name, version, "
-            "description, trigger, record, max_steps, steps); `next` belongs in a step");
+            "description, trigger, record, max_steps, steps, schedule, window); `next` belongs in a step");
   EXPECT_EQ(refusal(R"(name: x
 steps:
   - id: a
@@ -378,7 +378,7 @@ steps:
     max_attempts: 3
 )"),
             "wf.yaml:5:5: unknown key `max_attempts` in a step (allowed: id, role, agent, writes, "
-            "output, next, timeout, retry); `max_attempts` belongs in `retry`");
+            "output, next, timeout, retry, route, handoff, parallel, join, loop, planner); `max_attempts` belongs in `retry`");
 }
 
 TEST(WorkflowRefusal, UnknownStepKey) {
@@ -388,7 +388,7 @@ steps:
     rol: r
 )"),
             "wf.yaml:4:5: unknown key `rol` in a step (allowed: id, role, agent, writes, output, "
-            "next, timeout, retry)");
+            "next, timeout, retry, route, handoff, parallel, join, loop, planner)");
 }
 
 TEST(WorkflowRefusal, UnknownTriggerAndRetryKeys) {
@@ -408,15 +408,14 @@ steps:
 }
 
 TEST(WorkflowRefusal, PlannedTopLevelKeys) {
-  for (const char* key : {"budget", "schedule", "window", "agents"}) {
+  for (const char* key : {"budget", "agents"}) {
     std::string yaml = std::string("name: x\n") + key + ": {}\nsteps: [{id: a, role: r}]\n";
     EXPECT_EQ(refusal(yaml), std::string("wf.yaml:2:1: `") + key + "` is not supported yet (planned)");
   }
 }
 
 TEST(WorkflowRefusal, PlannedStepKeys) {
-  for (const char* key : {"route", "handoff", "parallel", "join", "loop", "approval", "approve_when",
-                          "planner", "lock", "on_collision", "input"}) {
+  for (const char* key : {"approval", "approve_when", "lock", "on_collision", "input"}) {
     std::string yaml = std::string("name: x\nsteps:\n  - id: a\n    role: r\n    ") + key + ": x\n";
     EXPECT_EQ(refusal(yaml), std::string("wf.yaml:5:5: `") + key + "` is not supported yet (planned)");
   }
@@ -563,10 +562,10 @@ steps:
     role: q
     next: respond
 )"),
-            "wf.yaml:8:11: cycle respond -> qualify -> respond has no bound (`next` cannot loop in "
-            "this version)");
+            "wf.yaml:8:11: cycle respond -> qualify -> respond has no exit (use `loop`, or `route` with a "
+            "condition)");
   EXPECT_EQ(refusal("name: x\nsteps: [{id: a, role: r, next: a}]\n"),
-            "wf.yaml:2:32: cycle a -> a has no bound (`next` cannot loop in this version)");
+            "wf.yaml:2:32: cycle a -> a has no exit (use `loop`, or `route` with a condition)");
   // A cycle that the entry step only leads into.
   EXPECT_EQ(refusal(R"(name: x
 steps:
@@ -575,7 +574,7 @@ steps:
   - { id: c, role: r, next: d }
   - { id: d, role: r, next: b }
 )"),
-            "wf.yaml:6:29: cycle b -> c -> d -> b has no bound (`next` cannot loop in this version)");
+            "wf.yaml:6:29: cycle b -> c -> d -> b has no exit (use `loop`, or `route` with a condition)");
 }
 
 TEST(WorkflowRefusal, WritesWithoutRecord) {
