@@ -187,6 +187,7 @@ struct StepMarks {
   std::vector<YAML::Mark> route_to;  // parallel to Step::route
   YAML::Mark handoff;
   std::vector<YAML::Mark> branches;  // parallel to Step::parallel
+  std::vector<bool> branch_policy;   // on_failure written explicitly
   YAML::Mark loop;
   YAML::Mark planner;
   std::vector<std::string> keys;     // keys present, for the control-step check
@@ -631,6 +632,12 @@ class Parser {
       return fail(marks.id, "step id " + code(s.id) + " is reserved (a built-in route target)");
     }
     if (!check_step_shape(s, marks, es)) return false;
+    // A branch's failure fails an `all` join; `any` and `quorum` only need enough
+    // successes, so there a failed branch counts as not succeeded unless it says
+    // `on_failure: fail`.
+    for (std::size_t b = 0; b < s.parallel.size(); ++b) {
+      if (!marks.branch_policy[b]) s.parallel[b].ignore_failure = s.join.mode != JoinMode::kAll;
+    }
     if (!has_role && s.kind == StepKind::kTask) {
       return fail(node, "step " + code(s.id) + " is missing required key `role`");
     }
@@ -901,6 +908,7 @@ class Parser {
       for (const auto& other : s.parallel) {
         if (other.step == b.step) return fail(at, "`parallel` lists " + code(b.step) + " twice");
       }
+      marks.branch_policy.push_back(item.IsMap() && item["on_failure"].IsDefined());
       s.parallel.push_back(std::move(b));
       marks.branches.push_back(at);
     }

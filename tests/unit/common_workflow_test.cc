@@ -934,3 +934,176 @@ TEST(Registry, ConcurrentReadsAfterLoading) {
 
 }  // namespace
 }  // namespace baton::workflow
+
+namespace baton::workflow {
+namespace {
+
+std::string pattern_refusal(const std::string& yaml) {
+  auto r = parse_workflow(yaml, "wf.yaml");
+  return r ? std::string("<accepted>") : r.status().message();
+}
+
+TEST(PatternRefusal, EveryInvalidPatternConfigIsRefusedWithItsPosition) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"(name: x
+steps:
+  - id: fan
+    parallel: [a, b]
+    join: { mode: most }
+  - { id: a, role: r }
+  - { id: b, role: r }
+)",
+       "wf.yaml:5:19: unknown join mode \"most\" (use all, any or quorum(n))"},
+      {R"(name: x
+steps:
+  - id: fan
+    parallel: [a, b]
+    join: { mode: quorum(3) }
+  - { id: a, role: r }
+  - { id: b, role: r }
+)",
+       "wf.yaml:5:11: `join.mode` quorum(3) needs at most 2 (the number of branches)"},
+      {R"(name: x
+steps:
+  - id: t
+    role: r
+    handoff: { from_output: who, allowed: [billing, legal] }
+  - { id: billing, role: b }
+)",
+       "wf.yaml:5:5: `handoff.allowed` names unknown step `legal`"},
+      {R"(name: x
+steps:
+  - id: l
+    loop: { maker: a, checker: b, until: "output.ok" }
+  - { id: a, role: r }
+  - { id: b, role: r }
+)",
+       "wf.yaml:4:11: `loop` is missing required key `max_rounds`"},
+      {R"(name: x
+steps:
+  - id: p
+    role: planner
+    planner: { allowed: [a] }
+  - { id: a, role: r }
+)",
+       "wf.yaml:5:14: `planner` is missing required key `max_steps` (the bound on planned steps)"},
+      {R"(name: x
+steps:
+  - id: a
+    role: r
+    route:
+      - { when: "output.score >> 2", to: b }
+  - { id: b, role: r }
+)",
+       "<condition error>"},
+      {R"(name: x
+steps:
+  - id: a
+    role: r
+    route:
+      - { when: "output.ok", to: nowhere }
+)",
+       "wf.yaml:6:34: `route.to` names unknown step `nowhere` (or use end, exception)"},
+      {R"(name: x
+steps:
+  - id: a
+    role: r
+    route:
+      - { else: end }
+      - { when: "output.ok", to: a }
+)",
+       "wf.yaml:7:9: `else` must be the last `route` entry"},
+      {R"(name: x
+steps:
+  - id: a
+    role: r
+    next: b
+    route: [{ else: end }]
+  - { id: b, role: r }
+)",
+       "wf.yaml:6:5: step `a` may have only one of `next`, `route` and `handoff`"},
+      {R"(name: x
+steps:
+  - id: fan
+    role: r
+    parallel: [a, b]
+  - { id: a, role: r }
+  - { id: b, role: r }
+)",
+       "wf.yaml:4:5: `role` is not allowed in a `parallel` step (the coordinator runs it; its branches have roles)"},
+      {R"(name: x
+steps:
+  - id: fan
+    parallel: [a, b]
+  - { id: a, role: r, next: b }
+  - { id: b, role: r }
+)",
+       "wf.yaml:5:5: step `a` is a branch of `fan` and cannot have `next`, `route` or `handoff` (its parent decides "
+       "what follows)"},
+      {R"(name: x
+steps:
+  - { id: end, role: r }
+)",
+       "wf.yaml:3:11: step id `end` is reserved (a built-in route target)"},
+      {R"(name: x
+schedule: { cron: "0 25 * * *", timezone: UTC }
+steps:
+  - { id: a, role: r }
+)",
+       "wf.yaml:2:22: invalid `schedule.cron`: hour: 25 is out of range 0-23"},
+      {R"(name: x
+schedule: { cron: "0 9 * * *", timezone: Mars/Olympus }
+steps:
+  - { id: a, role: r }
+)",
+       "wf.yaml:2:42: invalid `schedule`: unknown time zone 'Mars/Olympus'"},
+      {R"(name: x
+window: { days: [mon, funday], from: "09:00", to: "17:00" }
+steps:
+  - { id: a, role: r }
+)",
+       "wf.yaml:2:9: invalid `window`: unknown day 'funday' (use mon, tue, wed, thu, fri, sat, sun)"},
+  };
+  for (const auto& [yaml, want] : cases) {
+    std::string got = pattern_refusal(yaml);
+    if (want == "<condition error>") {
+      EXPECT_EQ(got.rfind("wf.yaml:6:", 0), 0u) << got;
+      EXPECT_NE(got.find("invalid condition in `route.when`"), std::string::npos) << got;
+    } else {
+      EXPECT_EQ(got, want) << yaml;
+    }
+  }
+}
+
+TEST(PatternParse, ModelsAndCanonicalForm) {
+  auto wf = parse_workflow(R"(name: x
+schedule: { cron: "0 9 * * MON-FRI", timezone: Europe/Paris, input: { period: week } }
+steps:
+  - id: fan
+    parallel: [a, { step: b, on_failure: ignore }]
+    join: { mode: any }
+    next: l
+  - { id: a, role: r }
+  - { id: b, role: r }
+  - id: l
+    loop: { maker: m, checker: c, until: "output.ok", max_rounds: 2 }
+  - { id: m, role: r }
+  - { id: c, role: r }
+)",
+                           "wf.yaml");
+  ASSERT_TRUE(wf) << wf.status().message();
+  const Step* fan = (*wf)->find_step("fan");
+  EXPECT_EQ(fan->kind, StepKind::kParallel);
+  EXPECT_EQ(fan->join.mode, JoinMode::kAny);
+  EXPECT_TRUE(fan->parallel[0].ignore_failure);  // default for any
+  EXPECT_TRUE((*wf)->is_sub_step("m"));
+  EXPECT_FALSE((*wf)->is_sub_step("l"));
+  EXPECT_EQ((*wf)->roles(), std::vector<std::string>{"r"});
+  auto j = (*wf)->to_json();
+  EXPECT_EQ(j["schedule"]["cron"], "0 9 * * MON-FRI");
+  EXPECT_EQ(j["schedule"]["input"]["period"], "week");
+  EXPECT_EQ(j["steps"][3]["loop"]["until"], "output.ok");
+}
+
+}  // namespace
+}  // namespace baton::workflow
