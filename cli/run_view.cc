@@ -39,6 +39,13 @@ RunView view_run(const json& run) {
   v.status = str_at(run, "status");
   v.created_ms = int_at(run, "created_ms");
   v.ended_ms = int_at(run, "ended_ms");
+  v.reason = str_at(run, "reason");
+  if (run.is_object()) {
+    if (auto p = run.find("path"); p != run.end() && p->is_array()) {
+      for (const auto& x : *p)
+        if (x.is_string()) v.path.push_back(x.get<std::string>());
+    }
+  }
   const json* ended = nullptr;
   int64_t best = -1;
   if (run.is_object()) {
@@ -204,7 +211,7 @@ std::vector<Mismatch> compare_expected(const std::vector<json>& expected, const 
     }
     json ident = json::object();
     for (const auto& [k, v] : e.items()) {
-      if (k != "outcome" && k != "status" && k != "step") ident[k] = v;
+      if (k != "outcome" && k != "status" && k != "step" && k != "path" && k != "reason") ident[k] = v;
     }
     std::string want_status = str_at(e, "outcome");
     if (want_status.empty()) want_status = str_at(e, "status");
@@ -234,6 +241,24 @@ std::vector<Mismatch> compare_expected(const std::vector<json>& expected, const 
     std::string got_status = hit->view.status.empty() ? (hit->error.empty() ? "unknown" : "error") : hit->view.status;
     bool bad_status = !want_status.empty() && want_status != got_status;
     bool bad_step = !want_step.empty() && want_step != hit->view.ended_step;
+    std::string want_reason = str_at(e, "reason");
+    bool bad_reason = !want_reason.empty() && want_reason != hit->view.reason;
+    bool bad_path = false;
+    std::string got_path;
+    for (const auto& p : hit->view.path) got_path += (got_path.empty() ? "" : ",") + p;
+    if (auto wp = e.find("path"); wp != e.end() && wp->is_array()) {
+      std::vector<std::string> want;
+      for (const auto& x : *wp) want.push_back(x.is_string() ? x.get<std::string>() : x.dump());
+      bad_path = want != hit->view.path;
+    }
+    if (bad_reason || bad_path) {
+      std::string m = who + ": expected";
+      if (bad_reason) m += " reason " + want_reason + ", got " + (hit->view.reason.empty() ? "-" : hit->view.reason) + ";";
+      if (bad_path) m += " path " + e["path"].dump() + ", got [" + got_path + "];";
+      if (!hit->run_id.empty()) m += " run " + hit->run_id;
+      out.push_back({m});
+      continue;
+    }
     if (bad_status || bad_step) {
       std::string m = who + ": expected " + (want_status.empty() ? "?" : want_status) + " at step " +
                       (want_step.empty() ? "?" : want_step) + ", got " + got_status + " at step " +

@@ -20,6 +20,8 @@ struct RunView {
   std::string ended_step;  // the step dispatched last (where the run is or ended); "" if none
   std::string code;        // for an exception: the ended step's error code, else the run's reason
   std::string message;     // the matching error message / reason_detail
+  std::string reason;      // the run's reason (exception reason code)
+  std::vector<std::string> path;  // step instances in the order they were first dispatched
   int64_t created_ms = 0;
   int64_t ended_ms = 0;
   bool ended() const { return status == "completed" || status == "exception"; }

@@ -78,6 +78,7 @@ json StepState::to_json() const {
   if (!key.empty()) j["k"] = key;
   if (round) j["r"] = round;
   if (planned) j["n"] = planned;
+  if (seq) j["q"] = seq;
   if (!input.is_null()) j["in"] = input;
   return j;
 }
@@ -101,6 +102,7 @@ StepState StepState::from_json(const json& j) {
   s.key = j.value("k", "");
   s.round = j.value("r", 0u);
   s.planned = j.value("n", 0u);
+  s.seq = j.value("q", 0u);
   if (auto it = j.find("in"); it != j.end()) s.input = *it;
   return s;
 }
@@ -363,6 +365,7 @@ void Engine::dispatch(Ctx& c, const workflow::Step& step, const std::string& ins
   StepState& ss = st.steps[instance];
   ss.status = StepStatus::kRunning;
   ss.attempt = attempt;
+  if (attempt == 1) ss.seq = st.steps_executed;
   ss.dispatched_ms = c.now;
   ss.started_ms = 0;
   ss.finished_ms = 0;

@@ -46,6 +46,7 @@ struct StepState {
   std::string key;     // context key of its output when not the step id (planned tasks)
   uint32_t round = 0;  // loops and planners: current round (1-based)
   uint32_t planned = 0;  // planners: tasks planned so far in this visit
+  uint32_t seq = 0;      // tasks: order of first dispatch in the run (1-based); the run's path
   nlohmann::json input;  // planned tasks: their own input (null: the run's input)
 
   nlohmann::json to_json() const;
