@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <mutex>
 #include <set>
 
 namespace baton::workflow {
@@ -16,19 +17,33 @@ std::string code(std::string_view s) { return "`" + std::string(s) + "`"; }
 // ---- Registry -----------------------------------------------------------------
 
 Status Registry::add(WorkflowPtr wf) {
+  std::unique_lock lock(mu_);
+  return add_locked(std::move(wf));
+}
+
+Status Registry::add_locked(WorkflowPtr wf) {
   if (!wf) return Status(Code::kInvalidArgument, "Registry::add: null workflow");
-  auto& versions = by_name_[wf->name];
-  auto it = versions.find(wf->version);
-  if (it != versions.end()) {
-    if (it->second->to_json() == wf->to_json()) return Status::ok();  // same definition twice
-    std::string where = wf->source_path.empty() ? std::string("<memory>") : wf->source_path;
-    std::string other = it->second->source_path.empty() ? std::string("<memory>") : it->second->source_path;
-    return Status(Code::kAlreadyExists, where + ":1:1: workflow " + code(wf->name) + " version " +
-                                            std::to_string(wf->version) + " is already loaded from " + other +
-                                            " with different content (bump `version`)");
+  auto name_it = by_name_.find(wf->name);
+  if (name_it != by_name_.end()) {
+    auto it = name_it->second.find(wf->version);
+    if (it != name_it->second.end()) {
+      if (it->second->to_json() == wf->to_json()) return Status::ok();  // same definition twice
+      std::string where = wf->source_path.empty() ? std::string("<memory>") : wf->source_path;
+      std::string other = it->second->source_path.empty() ? std::string("<memory>") : it->second->source_path;
+      return Status(Code::kAlreadyExists, where + ":1:1: workflow " + code(wf->name) + " version " +
+                                              std::to_string(wf->version) + " is already loaded from " + other +
+                                              " with different content (bump `version`)");
+    }
   }
-  versions.emplace(wf->version, std::move(wf));
+  uint32_t version = wf->version;
+  by_name_[wf->name].emplace(version, std::move(wf));
   return Status::ok();
+}
+
+Status Registry::add_yaml(std::string_view yaml, const std::string& display_name) {
+  auto wf = parse_workflow(yaml, display_name);
+  if (!wf) return wf.status();
+  return add(std::move(wf).value());
 }
 
 Status Registry::load_dir(const std::string& dir) {
@@ -52,20 +67,27 @@ Status Registry::load_dir(const std::string& dir) {
   std::sort(files.begin(), files.end(),
             [](const fs::path& a, const fs::path& b) { return a.filename() < b.filename(); });
 
-  // All or nothing: load into a copy, publish it only when every file passed.
-  Registry next;
-  next.by_name_ = by_name_;
+  // Parse outside the lock (slow), then check and publish under it, all or nothing.
+  std::vector<WorkflowPtr> parsed;
+  parsed.reserve(files.size());
   for (const auto& f : files) {
     auto wf = parse_workflow_file(f.string());
     if (!wf) return wf.status();
-    Status s = next.add(std::move(wf).value());
-    if (!s) return s;
+    parsed.push_back(std::move(wf).value());
   }
-  by_name_ = std::move(next.by_name_);
+  std::unique_lock lock(mu_);
+  auto saved = by_name_;
+  for (auto& wf : parsed) {
+    Status s = add_locked(std::move(wf));
+    if (!s) {
+      by_name_ = std::move(saved);
+      return s;
+    }
+  }
   return Status::ok();
 }
 
-WorkflowPtr Registry::find(std::string_view name, uint32_t version) const {
+WorkflowPtr Registry::find_locked(std::string_view name, uint32_t version) const {
   auto it = by_name_.find(name);
   if (it == by_name_.end() || it->second.empty()) return nullptr;
   if (version == 0) return it->second.rbegin()->second;
@@ -73,7 +95,31 @@ WorkflowPtr Registry::find(std::string_view name, uint32_t version) const {
   return v == it->second.end() ? nullptr : v->second;
 }
 
+WorkflowPtr Registry::find(std::string_view name, uint32_t version) const {
+  MissHandler on_miss;
+  {
+    std::shared_lock lock(mu_);
+    if (auto wf = find_locked(name, version)) return wf;
+    if (!on_miss_) return nullptr;
+    on_miss = on_miss_;  // misses are rare: the copy is cheap next to what the handler does
+  }
+  on_miss(name, version);  // may add: not under our lock
+  std::shared_lock lock(mu_);
+  return find_locked(name, version);
+}
+
+bool Registry::contains(std::string_view name, uint32_t version) const {
+  std::shared_lock lock(mu_);
+  return find_locked(name, version) != nullptr;
+}
+
+void Registry::set_miss_handler(MissHandler handler) {
+  std::unique_lock lock(mu_);
+  on_miss_ = std::move(handler);
+}
+
 std::vector<WorkflowPtr> Registry::all() const {
+  std::shared_lock lock(mu_);
   std::vector<WorkflowPtr> out;
   for (const auto& [name, versions] : by_name_)
     for (const auto& [v, wf] : versions) out.push_back(wf);
@@ -81,12 +127,12 @@ std::vector<WorkflowPtr> Registry::all() const {
 }
 
 std::vector<std::string> Registry::roles() const {
+  std::shared_lock lock(mu_);
   std::set<std::string> roles;
   for (const auto& [name, versions] : by_name_)
     for (const auto& [v, wf] : versions)
       for (auto& r : wf->roles()) roles.insert(std::move(r));
   return {roles.begin(), roles.end()};
 }
-
 
 }  // namespace baton::workflow
