@@ -1,13 +1,19 @@
 #include "coordinator/api.h"
 
+#include <algorithm>
+#include <spdlog/spdlog.h>
+
+#include <charconv>
 #include <future>
 #include <nlohmann/json.hpp>
 
 #include "common/util/ids.h"
 #include "common/util/json.h"
 #include "common/util/keys.h"
+#include "common/util/limits.h"
 #include "coordinator/engine.h"
 #include "coordinator/starts.h"
+#include "coordinator/workflow_store.h"
 #include "proto/baton/v1/baton.pb.h"
 
 namespace baton::coordinator {
@@ -31,12 +37,12 @@ std::vector<std::pair<std::string, std::string>> pairs_of(const redis::Reply& r)
 }
 
 json step_json(const std::string& id, const std::string& role, const RunState& st) {
-  json j = {{"id", id}, {"role", role}};
+  json j = {{"id", id}, {"step", std::string(step_of(id))}, {"role", role}};
   auto it = st.steps.find(id);
   StepState ss = it == st.steps.end() ? StepState() : it->second;
   j["status"] = to_string(ss.status);
   j["attempts"] = ss.attempt;
-  auto out = st.context.find(id);
+  auto out = st.context.find(ss.key.empty() ? std::string(step_of(id)) : ss.key);
   j["output"] = out == st.context.end() ? json(nullptr) : *out;
   j["error"] = ss.error_code.empty() ? json(nullptr)
                                      : json{{"code", ss.error_code}, {"message", ss.error_message}};
@@ -44,7 +50,22 @@ json step_json(const std::string& id, const std::string& role, const RunState& s
   j["started_ms"] = ss.started_ms;
   j["finished_ms"] = ss.finished_ms;
   j["worker_id"] = ss.worker_id;
+  if (!ss.parent.empty()) j["parent"] = ss.parent;
+  if (ss.round) j["round"] = ss.round;
   return j;
+}
+
+json workflow_item(const workflow::Workflow& wf) {
+  return {{"name", wf.name},
+          {"version", wf.version},
+          {"steps", wf.steps.size()},
+          {"roles", wf.roles()},
+          {"source", wf.source_path == kAppliedSource ? std::string("applied") : wf.source_path}};
+}
+
+// A path segment we accept as a workflow name (the parser's rule is stricter).
+bool plain_segment(std::string_view s) {
+  return !s.empty() && s.size() <= 128 && s.find_first_of("/{}:@ %") == std::string_view::npos;
 }
 
 }  // namespace
@@ -55,13 +76,29 @@ std::string render_run_json(const RunState& st, const workflow::Workflow* wf) {
             {"record_key", st.record_key}, {"dedupe_key", st.dedupe_key}, {"created_ms", st.created_ms},
             {"updated_ms", st.updated_ms}, {"ended_ms", st.ended_ms},     {"steps_executed", st.steps_executed},
             {"input", st.input}};
+  // Every instance that ran, in the order it started (loops and planners run a
+  // step several times: "draft", "draft#2"), then the steps not reached yet.
+  std::vector<std::pair<const std::string*, const StepState*>> ran;
+  for (const auto& [id, ss] : st.steps) ran.emplace_back(&id, &ss);
+  std::stable_sort(ran.begin(), ran.end(), [](const auto& a, const auto& b) {
+    if (a.second->dispatched_ms != b.second->dispatched_ms) return a.second->dispatched_ms < b.second->dispatched_ms;
+    return a.second->seq < b.second->seq;
+  });
   json steps = json::array();
-  if (wf) {
-    for (const auto& s : wf->steps) steps.push_back(step_json(s.id, s.role, st));
-  } else {
-    for (const auto& [id, _] : st.steps) steps.push_back(step_json(id, "", st));
+  json path = json::array();
+  for (const auto& [id, ss] : ran) {
+    const workflow::Step* def = wf ? wf->find_step(step_of(*id)) : nullptr;
+    steps.push_back(step_json(*id, def ? def->role : std::string(), st));
   }
+  if (wf) {
+    for (const auto& s : wf->steps)
+      if (!st.steps.count(s.id)) steps.push_back(step_json(s.id, s.role, st));
+  }
+  std::sort(ran.begin(), ran.end(), [](const auto& a, const auto& b) { return a.second->seq < b.second->seq; });
+  for (const auto& [id, ss] : ran)
+    if (ss->seq) path.push_back(*id);
   j["steps"] = std::move(steps);
+  j["path"] = std::move(path);
   return j.dump();
 }
 
@@ -87,6 +124,7 @@ http::Response Api::handle(const http::Request& req) {
     if (req.method == "POST") return start_run(req);
     return http::json_error(405, "method_not_allowed", "use POST /v1/runs");
   }
+  if (req.path == "/v1/workflows" || req.path.rfind("/v1/workflows/", 0) == 0) return workflows(req);
   constexpr std::string_view kRunPrefix = "/v1/runs/";
   if (req.path.rfind(kRunPrefix, 0) == 0) {
     std::string_view id = std::string_view(req.path).substr(kRunPrefix.size());
@@ -147,6 +185,77 @@ http::Response Api::start_run(const http::Request& req) {
   if (!ds) return http::json_error(503, "unavailable", ds.message());
   return json_response(202, {{"run_id", run_id}, {"workflow", wf->name}, {"version", wf->version},
                              {"dedupe_key", *dedupe}});
+}
+
+http::Response Api::workflows(const http::Request& req) {
+  if (req.path == "/v1/workflows") {
+    if (req.method == "PUT") return apply_workflow(req);
+    if (req.method != "GET") return http::json_error(405, "method_not_allowed", "use GET or PUT /v1/workflows");
+  } else if (req.method != "GET") {
+    return http::json_error(405, "method_not_allowed", "use GET /v1/workflows/{name}[/{version}]");
+  }
+  std::string_view rest = std::string_view(req.path).substr(std::string_view("/v1/workflows").size());
+  if (!rest.empty()) rest.remove_prefix(1);  // the '/'
+  std::string_view name = rest.substr(0, rest.find('/'));
+  std::string_view version_text =
+      rest.find('/') == std::string_view::npos ? std::string_view() : rest.substr(rest.find('/') + 1);
+  if (!rest.empty() && !plain_segment(name)) return http::json_error(400, "invalid_argument", "bad workflow name");
+
+  if (!version_text.empty() || rest.find('/') != std::string_view::npos) {
+    uint32_t version = 0;
+    auto [end, ec] = std::from_chars(version_text.data(), version_text.data() + version_text.size(), version);
+    if (ec != std::errc() || end != version_text.data() + version_text.size() || version == 0)
+      return http::json_error(400, "invalid_argument", "the version must be a positive integer");
+    auto wf = registry_.find(name, version);  // a miss looks in Redis (refresh_on_miss)
+    if (!wf)
+      return http::json_error(404, "not_found",
+                              "workflow '" + std::string(name) + "' version " + std::to_string(version) +
+                                  " is not known");
+    return json_response(200, wf->to_json());
+  }
+
+  // Listings: first pick up what other replicas applied; serve what we have if Redis is down.
+  if (redis::Client* c = redis_for_thread()) {
+    if (Status s = WorkflowStore(*c, opts_.ns).refresh(registry_); !s)
+      spdlog::warn("GET {}: refreshing workflows from Redis: {}", req.path, s.to_string());
+  }
+  json items = json::array();
+  for (const auto& wf : registry_.all())  // sorted by name, then version
+    if (name.empty() || wf->name == name) items.push_back(workflow_item(*wf));
+  if (name.empty()) return json_response(200, {{"workflows", std::move(items)}});
+  if (items.empty()) return http::json_error(404, "not_found", "workflow '" + std::string(name) + "' is not known");
+  return json_response(200, {{"name", name}, {"workflows", std::move(items)}});
+}
+
+http::Response Api::apply_workflow(const http::Request& req) {
+  if (req.body.size() > limits::kMaxWorkflowFileBytes) {
+    return http::json_error(413, "too_large",
+                            "a workflow is at most " + std::to_string(limits::kMaxWorkflowFileBytes) +
+                                " bytes; got " + std::to_string(req.body.size()));
+  }
+  redis::Client* c = redis_for_thread();
+  if (!c) return http::json_error(503, "unavailable", "redis is unreachable");
+  auto applied = WorkflowStore(*c, opts_.ns).apply(req.body, &registry_);
+  if (!applied) {
+    const Status& s = applied.status();
+    switch (s.code()) {
+      case Code::kInvalidArgument:
+        return http::json_error(400, "invalid_workflow", s.message());
+      case Code::kAlreadyExists:
+        return http::json_error(409, "conflict", s.message());
+      case Code::kTooLarge:
+        return http::json_error(413, "too_large", s.message());
+      case Code::kUnavailable:
+        return http::json_error(503, "unavailable", s.message());
+      default:
+        return http::json_error(500, "internal", s.message());
+    }
+  }
+  const auto& wf = *applied->workflow;
+  return json_response(applied->created ? 201 : 200,
+                       {{"name", wf.name},
+                        {"version", wf.version},
+                        {"status", applied->created ? "created" : "unchanged"}});
 }
 
 http::Response Api::get_run(std::string_view run_id) {

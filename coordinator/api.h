@@ -1,8 +1,13 @@
 // The coordinator's HTTP control plane (docs/ARCHITECTURE.md §8):
-//   POST /v1/runs, GET /v1/runs/{id}, GET /healthz, GET /readyz.
+//   POST /v1/runs, GET /v1/runs/{id}, GET /healthz, GET /readyz,
+//   GET /v1/workflows, GET /v1/workflows/{name}, GET /v1/workflows/{name}/{version},
+//   PUT /v1/workflows (body: the YAML; see docs/workflows.md "Versions").
 // Handlers run on the HTTP server's threads; each thread has its own Redis
 // connection (hiredis connections are not thread-safe). Changes to a run are
 // never made here: a start becomes a RunStarted event on baton.<ns>.events.
+// A workflow applied with PUT is stored in Redis (WorkflowStore) and added to
+// `registry` before the answer, so POST /v1/runs can use it right away; the
+// listings first pick up what other replicas applied (WorkflowStore::refresh).
 #pragma once
 
 #include <atomic>
@@ -25,7 +30,7 @@ struct ApiOptions {
 
 class Api {
  public:
-  Api(ApiOptions opts, const workflow::Registry& registry, kafka::Producer& producer,
+  Api(ApiOptions opts, workflow::Registry& registry, kafka::Producer& producer,
       const std::atomic<bool>& ready)
       : opts_(std::move(opts)), registry_(registry), producer_(producer), ready_(ready) {}
 
@@ -34,10 +39,12 @@ class Api {
  private:
   http::Response start_run(const http::Request& req);
   http::Response get_run(std::string_view run_id);
+  http::Response workflows(const http::Request& req);
+  http::Response apply_workflow(const http::Request& req);
   redis::Client* redis_for_thread();
 
   ApiOptions opts_;
-  const workflow::Registry& registry_;
+  workflow::Registry& registry_;
   kafka::Producer& producer_;
   const std::atomic<bool>& ready_;
 };

@@ -52,6 +52,18 @@ inline std::string applied(std::string_view ns, int32_t partition) {
 inline std::string active(std::string_view ns, int32_t partition) {
   return "baton:" + std::string(ns) + ":active:" + std::to_string(partition);
 }
+// Workflows applied over the control plane: hash, field "<name>@<version>",
+// value the YAML text (coordinator/workflow_store.h). Read by every
+// coordinator replica and every worker.
+inline std::string workflows(std::string_view ns) { return "baton:" + std::string(ns) + ":workflows"; }
+// The field of workflows(ns) holding one version: "<name>@<version>".
+inline std::string workflow_field(std::string_view name, uint32_t version) {
+  return std::string(name) + "@" + std::to_string(version);
+}
+// Last fire time (unix ms) a `schedule:` workflow was started for.
+inline std::string schedule_last(std::string_view ns, std::string_view workflow) {
+  return "baton:" + std::string(ns) + ":schedule:" + std::string(workflow);
+}
 inline std::string exceptions(std::string_view ns) { return "baton:" + std::string(ns) + ":exceptions"; }
 inline std::string runs_index(std::string_view ns) { return "baton:" + std::string(ns) + ":runs"; }
 inline std::string done(std::string_view ns, std::string_view run_id, std::string_view step,
