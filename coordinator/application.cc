@@ -3,7 +3,9 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <chrono>
+#include <map>
 #include <cstdio>
 #include <thread>
 #include <unordered_set>
@@ -12,6 +14,7 @@
 #include "common/util/json.h"
 #include "common/util/keys.h"
 #include "common/util/limits.h"
+#include "common/workflow/schedule.h"
 #include "coordinator/starts.h"
 
 namespace baton::coordinator {
@@ -120,6 +123,10 @@ Status Application::run() {
     if (now >= next_timer_scan_ms_) {
       scan_timers();
       next_timer_scan_ms_ = now + opts_.timer_scan_ms;
+    }
+    if (now >= next_schedule_scan_ms_) {
+      scan_schedules();
+      next_schedule_scan_ms_ = now + 1000;
     }
     maybe_commit(false);
   }
@@ -258,6 +265,7 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
     int32_t p;
     baton::v1::RunEvent ev;
     RunState* st = nullptr;
+    const nlohmann::json* record = nullptr;  // for conditions reading `record.`
     int write_index = -1;
     Transition t;
     bool queued = false;
@@ -270,7 +278,7 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
     if (pit == partitions_.end()) continue;  // not (or no longer) ours
     last_offset[m->partition] = m->offset;
     if (m->offset <= pit->second.applied) continue;
-    Item it{m, m->partition, {}, nullptr, -1, {}, false};
+    Item it{m, m->partition, {}, nullptr, nullptr, -1, {}, false};
     if (m->payload.size() > limits::kMaxMessageBytes) {
       to_dlq(*m, "event exceeds " + std::to_string(limits::kMaxMessageBytes) + " bytes");
       continue;
@@ -333,6 +341,33 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
     outcomes = std::move(r).value();
   }
 
+  // Conditions that read `record.` see the record as it is after the writes
+  // above: one pipelined HGETALL per such result.
+  std::vector<std::pair<Item*, nlohmann::json>> records;
+  for (auto& it : items) {
+    if (!it.ev.has_step_result() || !it.st || it.st->record_key.empty()) continue;
+    auto wf = registry_.find(it.st->workflow, it.st->version);
+    if (!wf || !Engine::reads_record(*wf)) continue;
+    store_->client().append({"HGETALL", keys::record(opts_.ns, it.st->record_key)});
+    records.emplace_back(&it, nlohmann::json::object());
+  }
+  if (!records.empty()) {
+    auto replies = store_->client().exec();
+    if (!replies) {
+      spdlog::warn("reading records: {}", replies.status().to_string());
+      return false;
+    }
+    for (std::size_t i = 0; i < records.size() && i < replies->size(); ++i) {
+      const auto& el = (*replies)[i].elements;
+      for (std::size_t k = 0; k + 1 < el.size(); k += 2) {
+        if (el[k].str.empty() || el[k].str[0] == '_') continue;  // bookkeeping (_v, writers)
+        auto v = parse_json(el[k + 1].str, limits::kMaxMessageBytes);
+        records[i].second[el[k].str] = v ? std::move(v).value() : nlohmann::json(el[k + 1].str);
+      }
+      records[i].first->record = &records[i].second;
+    }
+  }
+
   // Phase 2: transitions, one baton_apply each, pipelined.
   std::vector<Item*> queued;
   std::unordered_set<std::string> touched;
@@ -357,7 +392,7 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
       }
       RecordWriteOutcome none;
       const RecordWriteOutcome& w = it.write_index >= 0 ? outcomes[it.write_index] : none;
-      it.t = engine_.on_result(*wf, *it.st, it.ev.step_result(), w, now);
+      it.t = engine_.on_result(*wf, *it.st, it.ev.step_result(), w, now, it.record);
     } else if (it.ev.has_timer()) {
       auto wf = registry_.find(it.st->workflow, it.st->version);
       if (!wf) continue;
@@ -421,6 +456,61 @@ void Application::reload_run(int32_t partition, const std::string& run_id) {
     if (lr.state.status == RunStatus::kCompleted || lr.state.status == RunStatus::kException) continue;
     republish_outbox(lr.outbox);
     pit->second.runs.emplace(run_id, std::move(lr.state));
+  }
+}
+
+void Application::scan_schedules() {
+  // The latest version of each workflow owns its schedule.
+  std::map<std::string, workflow::WorkflowPtr> latest;
+  for (auto& wf : registry_.all()) {
+    auto& cur = latest[wf->name];
+    if (!cur || cur->version < wf->version) cur = wf;
+  }
+  const int64_t now = now_unix_ms();
+  for (const auto& [name, wf] : latest) {
+    if (!wf->schedule) continue;
+    const std::string key = keys::schedule_last(opts_.ns, name);
+    auto last = store_->client().command({"GET", key});
+    if (!last) {
+      spdlog::warn("schedule {}: {}", name, last.status().to_string());
+      return;
+    }
+    if (last->is_nil()) {
+      // First sight of this schedule: fire from now on, no backfill.
+      (void)store_->client().command({"SET", key, std::to_string(now), "NX"});
+      continue;
+    }
+    int64_t from = 0;
+    const std::string text = last->str;
+    std::from_chars(text.data(), text.data() + text.size(), from);
+    int64_t fire = wf->schedule->next_after(from);
+    if (fire < 0 || fire > now) continue;
+    // After an outage only the latest missed fire time runs (as a cron job
+    // with a starting deadline would); the older ones are logged.
+    int skipped = 0;
+    for (int i = 0; i < 10000; ++i) {
+      int64_t n = wf->schedule->next_after(fire);
+      if (n < 0 || n > now) break;
+      fire = n;
+      ++skipped;
+    }
+    if (skipped > 0) spdlog::warn("schedule {}: {} missed fire times skipped; starting the latest", name, skipped);
+    nlohmann::json input = wf->schedule_input;
+    input["scheduled_at_ms"] = fire;
+    std::string dedupe = "schedule:" + name + ":" + std::to_string(fire);
+    baton::v1::RunEvent ev = make_start_event(*wf, input.dump(), dedupe, "schedule");
+    Status ps = producer_->produce(events_topic_, ev.run_id(), ev.SerializeAsString());
+    if (ps) ps = producer_->flush(5000);
+    if (!ps) {
+      spdlog::error("schedule {}: starting the run of {}: {}", name, fire, ps.to_string());
+      continue;  // retried next scan: the same fire time maps to the same run
+    }
+    spdlog::info("schedule {}: started run {} for fire time {}", name, ev.run_id(), fire);
+    // Another replica may have moved it further already: never move it back.
+    auto cur = store_->client().command({"GET", key});
+    int64_t seen = 0;
+    if (cur && !cur->is_nil()) std::from_chars(cur->str.data(), cur->str.data() + cur->str.size(), seen);
+    if (seen < fire) (void)store_->client().command({"SET", key, std::to_string(fire)});
   }
 }
 

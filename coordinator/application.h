@@ -66,6 +66,9 @@ class Application {
   // Applies the events of one batch; false when Redis failed (caller retries).
   bool apply_events(std::vector<kafka::Message*>& events);
   void handle_triggers(std::vector<kafka::Message*>& triggers);
+  // Starts the runs of `schedule:` workflows whose fire time has come (once per
+  // second). Every replica may do it: a fire time maps to one run id.
+  void scan_schedules();
   void scan_timers();
   void drain_acks();
   void maybe_commit(bool force);
@@ -83,6 +86,7 @@ class Application {
   std::atomic<bool> stop_{false};
   std::atomic<bool> ready_{false};
   workflow::Registry registry_;
+  int64_t next_schedule_scan_ms_ = 0;
   Engine engine_;
   std::unique_ptr<kafka::Producer> producer_;
   std::unique_ptr<kafka::Consumer> consumer_;
