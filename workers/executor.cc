@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <exception>
+#include <mutex>
 #include <regex>
 
 #include "common/util/ids.h"
@@ -105,16 +106,65 @@ std::vector<std::string> map_writes(const google::protobuf::RepeatedPtrField<std
   return forbidden;
 }
 
+std::string_view base_step_id(std::string_view step_id) { return step_id.substr(0, step_id.find('#')); }
+
 Executor::Executor(std::shared_ptr<const workflow::Registry> workflows, const agent::AgentRegistry& agents,
                    std::string role, std::string worker_id)
-    : workflows_(std::move(workflows)), role_(std::move(role)), worker_id_(std::move(worker_id)) {
+    : workflows_(std::move(workflows)), agents_(agents), role_(std::move(role)), worker_id_(std::move(worker_id)) {
   if (!workflows_) return;
   for (const auto& wf : workflows_->all()) {
     for (const auto& step : wf->steps) {
       if (!role_.empty() && step.role != role_) continue;
-      build(*wf, step, agents);
+      build(*wf, step);
     }
   }
+}
+
+workflow::WorkflowPtr Executor::lookup(std::string_view name, uint32_t version) const {
+  workflow::WorkflowPtr a = workflows_ ? workflows_->find(name, version) : nullptr;
+  if (a && version != 0) return a;
+  workflow::WorkflowPtr b = learned_.find(name, version);
+  if (!a) return b;
+  if (!b) return a;
+  return a->version >= b->version ? a : b;  // version 0: the highest of both
+}
+
+bool Executor::knows(std::string_view name, uint32_t version) const { return lookup(name, version) != nullptr; }
+
+bool Executor::claim_reload(std::string_view name, uint32_t version, int64_t now_ms, int64_t interval_ms) const {
+  std::unique_lock lock(mu_);
+  std::string key = std::string(name) + "@" + std::to_string(version);
+  auto it = reload_claims_.find(key);
+  if (it != reload_claims_.end() && now_ms - it->second < interval_ms) return false;
+  if (reload_claims_.size() >= 10000) {  // bounded under a flood of unknown names
+    for (auto i = reload_claims_.begin(); i != reload_claims_.end();)
+      i = now_ms - i->second >= interval_ms ? reload_claims_.erase(i) : std::next(i);
+  }
+  reload_claims_[key] = now_ms;
+  return true;
+}
+
+Status Executor::learn(workflow::WorkflowPtr wf) const {
+  if (!wf) return invalid("Executor::learn: null workflow");
+  if (workflows_ && workflows_->contains(wf->name, wf->version)) {
+    auto mine = workflows_->find(wf->name, wf->version);
+    if (mine->to_json() == wf->to_json()) return Status::ok();
+    return Status(Code::kAlreadyExists, "workflow " + wf->name + "@" + std::to_string(wf->version) +
+                                            " is loaded from " + mine->source_path + " with different content");
+  }
+  // learned_ is only written here, under mu_: its check and the slots stay in step.
+  std::unique_lock lock(mu_);
+  if (Status s = learned_.add(wf); !s) return s;
+  std::size_t built = 0;
+  for (const auto& step : wf->steps) {
+    if (!role_.empty() && step.role != role_) continue;
+    if (slots_.count(slot_key(wf->name, wf->version, step.id))) continue;
+    build(*wf, step);
+    ++built;
+  }
+  if (built > 0)
+    spdlog::info("role={} learned workflow {}@{} ({} step(s) of this role)", role_, wf->name, wf->version, built);
+  return Status::ok();
 }
 
 Executor::~Executor() = default;
@@ -128,7 +178,8 @@ std::string Executor::slot_key(std::string_view workflow, uint32_t version, std:
   return k;
 }
 
-void Executor::build(const workflow::Workflow& wf, const workflow::Step& step, const agent::AgentRegistry& agents) {
+void Executor::build(const workflow::Workflow& wf, const workflow::Step& step) const {
+  const agent::AgentRegistry& agents = agents_;
   Slot slot;
   nlohmann::json cfg = nlohmann::json::object();
   if (step.agent) {
@@ -189,11 +240,13 @@ void Executor::build(const workflow::Workflow& wf, const workflow::Step& step, c
 }
 
 std::size_t Executor::ready_steps() const {
+  std::shared_lock lock(mu_);
   return static_cast<std::size_t>(
       std::count_if(slots_.begin(), slots_.end(), [](const auto& kv) { return kv.second.agent != nullptr; }));
 }
 
 std::vector<std::string> Executor::broken_steps() const {
+  std::shared_lock lock(mu_);
   std::vector<std::string> out;
   for (const auto& [k, s] : slots_)
     if (!s.agent) out.push_back(s.error_message);
@@ -204,19 +257,23 @@ std::vector<std::string> Executor::broken_steps() const {
 const Executor::Slot* Executor::find(const v1::Task& task, std::string& why) const {
   const auto& name = task.workflow().name();
   uint32_t version = task.workflow().version();
-  if (version == 0 && workflows_) {
-    if (auto wf = workflows_->find(name, 0)) version = wf->version;
+  if (version == 0) {
+    if (auto wf = lookup(name, 0)) version = wf->version;
   }
-  auto it = slots_.find(slot_key(name, version, task.step_id()));
-  if (it != slots_.end()) return &it->second;
-  workflow::WorkflowPtr wf = workflows_ ? workflows_->find(name, version) : nullptr;
+  const std::string_view step_id = base_step_id(task.step_id());
+  {
+    std::shared_lock lock(mu_);
+    auto it = slots_.find(slot_key(name, version, step_id));
+    if (it != slots_.end()) return &it->second;
+  }
+  workflow::WorkflowPtr wf = lookup(name, version);
   if (!wf) {
     why = "workflow " + name + "@" + std::to_string(version) + " is not loaded by this worker";
-  } else if (const auto* step = wf->find_step(task.step_id()); !step) {
-    why = "workflow " + name + "@" + std::to_string(version) + " has no step " + task.step_id();
+  } else if (const auto* step = wf->find_step(step_id); !step) {
+    why = "workflow " + name + "@" + std::to_string(version) + " has no step " + std::string(step_id);
   } else {
-    why = "step " + task.step_id() + " of " + name + "@" + std::to_string(version) + " is for role " + step->role +
-          ", not " + role_;
+    why = "step " + std::string(step_id) + " of " + name + "@" + std::to_string(version) + " is for role " +
+          step->role + ", not " + role_;
   }
   return nullptr;
 }

@@ -4,8 +4,16 @@
 // Agents are built once per (workflow, version, step) of the worker's role, at
 // construction, from the step's `agent:` spec (kind + config) through the
 // AgentRegistry; a step without `agent:` uses the kind named like its role.
-// After construction the Executor is immutable: execute()/answer() are
-// thread-safe and never throw. Every failure becomes a StepResult with status
+// Workflows applied over the control plane after the worker started are
+// learned at run time (learn(), fed by the runtime from the Redis hash
+// baton:<ns>:workflows); the set of known steps only grows. Every public
+// member is thread-safe (a shared_mutex guards the learned part) and never
+// throws.
+//
+// A task's step_id may be an instance id "<step>#<suffix>" (loops and planners
+// run one step several times, each run with its own id so idempotency keys
+// differ): the step's definition and agent are looked up by the part before
+// '#' (base_step_id); the result keeps the full instance id. Every failure becomes a StepResult with status
 // FAILED and an error code from baton/agent.h (unknown_agent, bad_agent_config,
 // forbidden_write, template_error, bad_input, bad_output, agent_error, ...).
 //
@@ -23,7 +31,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <shared_mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -54,6 +64,10 @@ Result<RecordView> decode_record(const redis::Reply& reply);
 // the fields written outside `allowed` (empty: all allowed).
 std::vector<std::string> map_writes(const google::protobuf::RepeatedPtrField<std::string>& allowed,
                                     const nlohmann::json& output, nlohmann::json& writes);
+
+// The step definition id of a task's step_id: the part before the first '#'
+// ("qualify#2" -> "qualify"; "qualify" -> "qualify").
+std::string_view base_step_id(std::string_view step_id);
 
 // JSON text for the wire: invalid UTF-8 is replaced, never throws.
 std::string dump_json(const nlohmann::json& j);
@@ -89,6 +103,16 @@ class Executor {
   std::size_t ready_steps() const;
   std::vector<std::string> broken_steps() const;
 
+  // Whether name@version is known (from the constructor's registry or learned).
+  bool knows(std::string_view name, uint32_t version) const;
+  // Rate limit of reloads for a missing name@version: true (and remembers
+  // `now_ms`) when no claim for it was granted in the last `interval_ms`.
+  bool claim_reload(std::string_view name, uint32_t version, int64_t now_ms, int64_t interval_ms = 1000) const;
+  // Adds a workflow found after construction and builds the agents of its
+  // steps of this role. Idempotent for equal content; kAlreadyExists when
+  // name@version is known with different content (nothing changes then).
+  Status learn(workflow::WorkflowPtr wf) const;
+
  private:
   struct SetField {
     std::string field;
@@ -104,14 +128,21 @@ class Executor {
     std::string error_message;
   };
 
-  void build(const workflow::Workflow& wf, const workflow::Step& step, const agent::AgentRegistry& agents);
+  // Builds the slot of one step into slots_ (caller holds mu_ exclusively, or is the constructor).
+  void build(const workflow::Workflow& wf, const workflow::Step& step) const;
   const Slot* find(const v1::Task& task, std::string& why) const;
+  workflow::WorkflowPtr lookup(std::string_view name, uint32_t version) const;
   static std::string slot_key(std::string_view workflow, uint32_t version, std::string_view step);
 
   std::shared_ptr<const workflow::Registry> workflows_;
+  agent::AgentRegistry agents_;  // a copy: learn() builds agents after construction
   std::string role_;
   std::string worker_id_;
-  std::unordered_map<std::string, Slot> slots_;
+  mutable workflow::Registry learned_;  // thread-safe on its own; written only by learn()
+  // Slots are only ever added (node-based map: a Slot* stays valid).
+  mutable std::shared_mutex mu_;
+  mutable std::unordered_map<std::string, Slot> slots_;
+  mutable std::unordered_map<std::string, int64_t> reload_claims_;  // name@version -> last claim (ms)
 };
 
 }  // namespace baton::worker

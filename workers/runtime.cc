@@ -11,7 +11,9 @@
 #include <unordered_map>
 
 #include "common/util/keys.h"
+#include "common/util/ids.h"
 #include "common/util/limits.h"
+#include "common/workflow/parser.h"
 #include "workers/thread_pool.h"
 
 namespace baton::worker {
@@ -279,6 +281,56 @@ bool Runtime::check_cache(Batch& b) {
       it.kind = Item::kRun;
       b.to_run.push_back(i);
     }
+  }
+  return load_missing_workflows(b);
+}
+
+bool Runtime::load_missing_workflows(Batch& b) {
+  std::vector<std::pair<std::string, uint32_t>> wanted;
+  const int64_t now = now_unix_ms();
+  for (std::size_t i : b.to_run) {
+    const auto& wf = b.items[i].task.workflow();
+    if (wf.version() == 0 || executor_->knows(wf.name(), wf.version())) continue;
+    if (std::find(wanted.begin(), wanted.end(), std::make_pair(wf.name(), wf.version())) != wanted.end()) continue;
+    if (!executor_->claim_reload(wf.name(), wf.version(), now)) continue;
+    wanted.emplace_back(wf.name(), wf.version());
+  }
+  if (wanted.empty()) return true;
+  const std::string key = keys::workflows(opts_.ns);
+  int delay = 50;
+  Result<std::vector<redis::Reply>> replies = unavailable("not tried");
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    for (const auto& [name, version] : wanted) redis_->append({"HGET", key, keys::workflow_field(name, version)});
+    stats_.workflow_reloads.fetch_add(wanted.size(), std::memory_order_relaxed);
+    replies = redis_->exec();
+    if (replies && replies->size() == wanted.size()) break;
+    stats_.redis_retries.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("role={} reading workflows from {} failed ({}); retrying in {} ms", opts_.role, key,
+                 replies ? "short reply" : replies.status().to_string(), delay);
+    if (!backoff(delay)) return false;
+  }
+  if (!replies || replies->size() != wanted.size()) return true;  // the tasks fail as unknown; retried upstream
+  for (std::size_t k = 0; k < wanted.size(); ++k) {
+    const auto& [name, version] = wanted[k];
+    const redis::Reply& r = (*replies)[k];
+    if (r.type != redis::Reply::Type::kString) {
+      spdlog::warn("role={} workflow {}@{} is neither loaded nor applied", opts_.role, name, version);
+      continue;
+    }
+    // "<applied>": the display name the coordinator's WorkflowStore gives applied workflows.
+    auto wf = workflow::parse_workflow(r.str, "<applied>");
+    if (!wf) {
+      spdlog::warn("role={} applied workflow {}@{} does not parse: {}", opts_.role, name, version,
+                   wf.status().message());
+      continue;
+    }
+    if ((*wf)->name != name || (*wf)->version != version) {
+      spdlog::warn("role={} applied workflow {}@{} defines {}@{}; ignored", opts_.role, name, version, (*wf)->name,
+                   (*wf)->version);
+      continue;
+    }
+    if (Status s = executor_->learn(std::move(wf).value()); !s)
+      spdlog::warn("role={} applied workflow {}@{}: {}", opts_.role, name, version, s.message());
   }
   return true;
 }

@@ -12,6 +12,10 @@
 //      stop() is called; no agent runs without its done-check;
 //   4. a done hit -> the cached RunEvent bytes are produced again unchanged;
 //      the same task twice in one batch runs once and is answered twice;
+//      a task of a workflow@version the executor does not know -> HGET of
+//      that version from baton:<ns>:workflows (applied over the control
+//      plane), at most once per second per name@version, learned by the
+//      executor; still unknown -> the task fails as unknown_agent;
 //   5. misses run on the pool (Executor::answer);
 //   6. every answer is produced to baton.<ns>.events keyed by run_id; the loop
 //      waits for the delivery reports; failed deliveries are retried with
@@ -61,6 +65,7 @@ struct RuntimeStats {
   std::atomic<uint64_t> redis_retries{0};
   std::atomic<uint64_t> delivery_retries{0};
   std::atomic<uint64_t> commits{0};
+  std::atomic<uint64_t> workflow_reloads{0};  // HGETs of unknown workflow versions
   // Time spent per phase, microseconds, summed over batches.
   std::atomic<uint64_t> poll_us{0};     // waiting in poll_batch (idle included)
   std::atomic<uint64_t> check_us{0};    // done/record pipeline (retries included)
@@ -95,6 +100,8 @@ class Runtime {
   // false when the batch could not be finished (only while stopping).
   bool process(std::vector<kafka::Message>& messages);
   bool check_cache(Batch& b);
+  // Step 4's reload of unknown workflow versions; false only when stopping.
+  bool load_missing_workflows(Batch& b);
   void execute(Batch& b);
   bool deliver(Batch& b);
   void remember(Batch& b);
