@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <string>
 #include <thread>
 #include <variant>
@@ -358,6 +359,13 @@ TEST(ExprGrammarTest, DocumentedExamples) {
   const json spam = json::parse(R"({"spam": true})");
   EXPECT_FALSE(eval("exists(record.owner) and not output.spam", ExprScope{nullptr, &spam, &rec, nullptr}));
   EXPECT_FALSE(eval("exists(record.owner) and not output.spam", ExprScope{nullptr, &out, nullptr, nullptr}));
+  // The rest of the examples in docs/conditions.md, over this file's scope.
+  EXPECT_FALSE(eval("output.score >= 0.4 and output.score < 0.7"));
+  EXPECT_TRUE(eval("output.items[0].sku == 'A-1'"));
+  EXPECT_TRUE(eval(R"(run.steps.qualify.score > 0.9 or input.country in ["NL", "BE"])"));
+  EXPECT_TRUE(eval(R"(output.tags contains "vip")"));
+  EXPECT_TRUE(eval("not (output.total > 1000 and record.approved_by == null)"));
+  EXPECT_TRUE(eval("output.approved"));
 }
 
 // ---------------------------------------------------------------------------
@@ -532,6 +540,40 @@ TEST(ExprLimitTest, NestingDepthOfNotAndLists) {
   std::string ok;
   for (int i = 0; i < 32; ++i) ok += "(not ";
   EXPECT_TRUE(eval(ok + "true" + std::string(32, ')')));
+}
+
+// ---------------------------------------------------------------------------
+// Robustness: random token soup is either rejected with a column inside the text
+// (or just past it) and a message, or accepted and evaluated; never a crash.
+
+TEST(ExprRobustnessTest, RandomInputsParseOrFailCleanly) {
+  const std::vector<std::string> pieces = {
+      "output.items[0].sku", "output.tags", "record.owner", "run.steps.x", "input", "output.meta.0",
+      "exists(", "exists", "(", ")", "[", "]", ",", "and", "or", "not", "in", "contains", "==", "!=",
+      "<", "<=", ">", ">=", "=", "!", "&&", "'s\'q'", "\"d\"", "'open", "1", "-2.5e3", "1e999", "true",
+      "null", "foo", "AND", ".", "-", "#", " ", "\n", "\xc3", "output.", "output[", "[1,", "1.2.3"};
+  std::mt19937 rng(12345);
+  std::uniform_int_distribution<std::size_t> pick(0, pieces.size() - 1);
+  std::uniform_int_distribution<int> length(0, 12);
+  int accepted = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string text;
+    for (int n = length(rng); n > 0; --n) text += pieces[pick(rng)] + (rng() % 2 ? " " : "");
+    auto r = Condition::parse(text);
+    if (const auto* e = std::get_if<ExprError>(&r)) {
+      ASSERT_GE(e->col, 1) << text;
+      ASSERT_LE(e->col, static_cast<int>(text.size()) + 1) << text;
+      ASSERT_FALSE(e->message.empty()) << text;
+    } else {
+      const Condition& c = std::get<Condition>(r);
+      ASSERT_EQ(c.text(), text);
+      bool first = c.eval(kScope);
+      ASSERT_EQ(c.eval(kScope), first) << text;  // deterministic
+      c.eval(ExprScope{});
+      ++accepted;
+    }
+  }
+  EXPECT_GT(accepted, 100);  // the soup does contain valid expressions
 }
 
 }  // namespace
