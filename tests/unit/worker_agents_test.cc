@@ -214,7 +214,7 @@ TEST(RulesAgent, RefusesBadConfig) {
   EXPECT_EQ((refusal("rules", with("rules", {{{"label", "x"}, {"any", json::array()}}}))),
             "rules: rule 0: `any` must not be empty");
   EXPECT_EQ((refusal("rules", with("rules", {{{"label", "x"}, {"any", {"a"}}, {"when", 1}}}))),
-            "rules: rule 0: unknown key `when` (allowed: label, any, all, regex)");
+            "rules: rule 0: unknown key `when` (allowed: label, any, all, regex, confidence)");
   EXPECT_EQ((refusal("rules", with("rules", {{{"label", "x"}, {"regex", "(unclosed"}}})).rfind(
                 "rules: rule 0: bad regex `(unclosed`: ", 0)),
             0u);
@@ -225,7 +225,7 @@ TEST(RulesAgent, RefusesBadConfig) {
   EXPECT_EQ(refusal("rules", with("max_text_bytes", 1 << 20)),
             "rules: `max_text_bytes` must be an integer within 1..16384");
   EXPECT_EQ(refusal("rules", with("colour", "red")),
-            "rules: unknown key `colour` (allowed: text, rules, default, field, max_text_bytes)");
+            "rules: unknown key `colour` (allowed: text, rules, default, field, max_text_bytes, default_confidence)");
 }
 
 // ---- score ------------------------------------------------------------------
@@ -490,7 +490,7 @@ TEST(ValidateAgent, RefusesBadConfig) {
   EXPECT_EQ((refusal("validate", {{"required", {"email"}}})),
             "validate: `required`: path `email` must start with input., record. or steps.");
   EXPECT_EQ((refusal("validate", {{"required", {"input.a"}}, {"on_fail", "explode"}})),
-            "validate: `on_fail` must be needs_review or failed, got explode");
+            "validate: `on_fail` must be needs_review, failed or report, got explode");
   auto check = [](json c) { return json{{"checks", {std::move(c)}}}; };
   EXPECT_EQ((refusal("validate", check({{"sum", {"input.a"}}, {"equals_value", 1}}))), "validate: check 0: `name` is required");
   EXPECT_EQ((refusal("validate", check({{"name", "c"}, {"equals_value", 1}}))),

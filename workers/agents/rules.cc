@@ -14,15 +14,27 @@ struct Rule {
   std::vector<std::string> keywords;  // lower-cased
   std::optional<std::regex> regex;
   std::string pattern;
+  std::optional<double> confidence;
 };
+
+// A confidence: a number (or numeric string) within 0..1.
+Result<std::optional<double>> get_confidence(const nlohmann::json& cfg, const std::string& where, const char* key) {
+  if (!cfg.contains(key) || cfg[key].is_null()) return std::optional<double>();
+  auto n = config::as_number(cfg[key]);
+  if (!n || *n < 0 || *n > 1) {
+    return invalid(where + ": `" + key + "` must be a number from 0 to 1, got " + cfg[key].dump());
+  }
+  return std::optional<double>(*n);
+}
 
 class RulesAgent : public Agent {
  public:
   RulesAgent(workflow::Template text, std::vector<Rule> rules, std::optional<std::string> fallback,
-             std::string field, std::size_t max_text)
+             std::optional<double> default_confidence, std::string field, std::size_t max_text)
       : text_(std::move(text)),
         rules_(std::move(rules)),
         default_(std::move(fallback)),
+        default_confidence_(default_confidence),
         field_(std::move(field)),
         max_text_(max_text) {}
 
@@ -43,6 +55,7 @@ class RulesAgent : public Agent {
         out.output[field_] = rules_[i].label;
         out.output["matched_rule"] = i;
         out.output["matched"] = std::move(matched);
+        if (rules_[i].confidence) out.output["confidence"] = *rules_[i].confidence;
         return out;
       }
     }
@@ -55,6 +68,7 @@ class RulesAgent : public Agent {
     out.output[field_] = *default_;
     out.output["matched_rule"] = nullptr;
     out.output["matched"] = nullptr;
+    if (default_confidence_) out.output["confidence"] = *default_confidence_;
     return out;
   }
 
@@ -88,6 +102,7 @@ class RulesAgent : public Agent {
   workflow::Template text_;
   std::vector<Rule> rules_;
   std::optional<std::string> default_;
+  std::optional<double> default_confidence_;
   std::string field_;
   std::size_t max_text_;
 };
@@ -96,7 +111,9 @@ class RulesAgent : public Agent {
 
 FactoryResult make_rules_agent(const nlohmann::json& cfg) {
   constexpr std::string_view kind = "rules";
-  if (Status s = config::check_object(cfg, kind, {"text", "rules", "default", "field", "max_text_bytes"}); !s)
+  if (Status s = config::check_object(
+          cfg, kind, {"text", "rules", "default", "field", "max_text_bytes", "default_confidence"});
+      !s)
     return s;
   auto text = config::get_template(cfg, kind, "text");
   if (!text) return text.status();
@@ -111,6 +128,9 @@ FactoryResult make_rules_agent(const nlohmann::json& cfg) {
     if (!d) return d.status();
     fallback = std::move(d).value();
   }
+  auto default_confidence = get_confidence(cfg, "rules", "default_confidence");
+  if (!default_confidence) return default_confidence.status();
+  if (*default_confidence && !fallback) return invalid("rules: `default_confidence` needs a `default` label");
 
   auto rit = cfg.find("rules");
   if (rit == cfg.end() || !rit->is_array() || rit->empty()) {
@@ -120,11 +140,14 @@ FactoryResult make_rules_agent(const nlohmann::json& cfg) {
   for (std::size_t i = 0; i < rit->size(); ++i) {
     const auto& rc = (*rit)[i];
     std::string where = "rules: rule " + std::to_string(i);
-    if (Status s = config::check_object(rc, where, {"label", "any", "all", "regex"}); !s) return s;
+    if (Status s = config::check_object(rc, where, {"label", "any", "all", "regex", "confidence"}); !s) return s;
     Rule r;
     auto label = config::get_string(rc, where, "label");
     if (!label) return label.status();
     r.label = std::move(label).value();
+    auto confidence = get_confidence(rc, where, "confidence");
+    if (!confidence) return confidence.status();
+    r.confidence = *confidence;
     int kinds = rc.contains("any") + rc.contains("all") + rc.contains("regex");
     if (kinds != 1) return invalid(where + ": needs exactly one of `any`, `all`, `regex`");
     if (rc.contains("regex")) {
@@ -150,7 +173,7 @@ FactoryResult make_rules_agent(const nlohmann::json& cfg) {
     rules.push_back(std::move(r));
   }
   return AgentPtr(new RulesAgent(std::move(text).value(), std::move(rules), std::move(fallback),
-                                 std::move(field).value(), *max_text));
+                                 *default_confidence, std::move(field).value(), *max_text));
 }
 
 }  // namespace baton::agent

@@ -10,7 +10,11 @@
 //   default: general     # label when nothing matches; without it -> NEEDS_REVIEW `no_match`
 //   field: intent        # output field for the label (default `label`)
 //   max_text_bytes: 4096   # only this prefix of the text is searched (default 4 KiB, max 16 KiB)
-// Output: {<field>: label, matched_rule: <index> | null, matched: "<keyword or regex match>" | null}.
+//   default_confidence: 0.4  # optional, 0..1: `confidence` of the default label
+// A rule may also carry `confidence: 0.9` (0..1), how much its match is worth.
+// Output: {<field>: label, matched_rule: <index> | null, matched: "<keyword or regex match>" | null},
+// plus `confidence` when the matched rule (or, for the default label,
+// `default_confidence`) sets one, so that a `route` can gate on it.
 // A missing template path -> FAILED `template_error`.
 #pragma once
 

@@ -10,6 +10,30 @@
 namespace baton::agent {
 namespace {
 
+// How a refusal is reported: a status with an error code, or (`report`) an OK
+// output with valid: false.
+struct Refusal {
+  AgentOutput::Status status = AgentOutput::kNeedsReview;
+  bool report = false;
+};
+
+Result<Refusal> parse_refusal(const nlohmann::json& cfg, const char* key, const std::string& default_value) {
+  auto name = config::get_string(cfg, "validate", key, default_value);
+  if (!name) return name.status();
+  Refusal r;
+  if (*name == "needs_review") {
+    r.status = AgentOutput::kNeedsReview;
+  } else if (*name == "failed") {
+    r.status = AgentOutput::kFailed;
+  } else if (*name == "report") {
+    r.status = AgentOutput::kOk;
+    r.report = true;
+  } else {
+    return invalid(std::string("validate: `") + key + "` must be needs_review, failed or report, got " + *name);
+  }
+  return r;
+}
+
 struct Check {
   std::string name;
   enum Kind { kSum, kRatio } kind = kSum;
@@ -28,8 +52,8 @@ std::string fmt(double d) {
 
 class ValidateAgent : public Agent {
  public:
-  ValidateAgent(std::vector<std::string> required, std::vector<Check> checks, AgentOutput::Status on_fail)
-      : required_(std::move(required)), checks_(std::move(checks)), on_fail_(on_fail) {}
+  ValidateAgent(std::vector<std::string> required, std::vector<Check> checks, Refusal on_fail, Refusal on_missing)
+      : required_(std::move(required)), checks_(std::move(checks)), on_fail_(on_fail), on_missing_(on_missing) {}
 
   AgentOutput execute(const AgentInput& in) override {
     nlohmann::json missing = nlohmann::json::array();
@@ -63,8 +87,16 @@ class ValidateAgent : public Agent {
         message += (i ? "; " : "") + failed[i]["name"].get<std::string>() + " (" +
                    failed[i]["message"].get<std::string>() + ")";
     }
-    AgentOutput out = AgentOutput::fail(on_fail_, missing.empty() ? errors::kCheckFailed : errors::kMissingField,
-                                        std::move(message));
+    const char* code = missing.empty() ? errors::kCheckFailed : errors::kMissingField;
+    const Refusal how = missing.empty() ? on_fail_ : on_missing_;
+    AgentOutput out;
+    if (how.report) {
+      // An answer, not a refusal: the workflow decides (e.g. `route` on output.valid).
+      out.output["error"] = code;
+      out.output["message"] = std::move(message);
+    } else {
+      out = AgentOutput::fail(how.status, code, std::move(message));
+    }
     out.output["valid"] = false;
     out.output["missing"] = std::move(missing);
     out.output["failed"] = std::move(failed);
@@ -118,29 +150,25 @@ class ValidateAgent : public Agent {
 
   std::vector<std::string> required_;
   std::vector<Check> checks_;
-  AgentOutput::Status on_fail_;
+  Refusal on_fail_;
+  Refusal on_missing_;
 };
 
 }  // namespace
 
 FactoryResult make_validate_agent(const nlohmann::json& cfg) {
   constexpr std::string_view kind = "validate";
-  if (Status s = config::check_object(cfg, kind, {"required", "checks", "on_fail"}); !s) return s;
+  if (Status s = config::check_object(cfg, kind, {"required", "checks", "on_fail", "on_missing"}); !s) return s;
   auto required = config::get_string_list(cfg, kind, "required", false);
   if (!required) return required.status();
   for (const auto& p : *required) {
     if (Status s = config::check_scope_path(p, "validate: `required`"); !s) return s;
   }
-  auto on_fail_name = config::get_string(cfg, kind, "on_fail", std::string("needs_review"));
-  if (!on_fail_name) return on_fail_name.status();
-  AgentOutput::Status on_fail;
-  if (*on_fail_name == "needs_review") {
-    on_fail = AgentOutput::kNeedsReview;
-  } else if (*on_fail_name == "failed") {
-    on_fail = AgentOutput::kFailed;
-  } else {
-    return invalid("validate: `on_fail` must be needs_review or failed, got " + *on_fail_name);
-  }
+  auto on_fail = parse_refusal(cfg, "on_fail", "needs_review");
+  if (!on_fail) return on_fail.status();
+  Result<Refusal> on_missing = *on_fail;  // default: like on_fail
+  if (cfg.contains("on_missing") && !cfg["on_missing"].is_null()) on_missing = parse_refusal(cfg, "on_missing", "");
+  if (!on_missing) return on_missing.status();
 
   std::vector<Check> checks;
   if (cfg.contains("checks") && !cfg["checks"].is_null()) {
@@ -189,7 +217,7 @@ FactoryResult make_validate_agent(const nlohmann::json& cfg) {
     }
   }
   if (required->empty() && checks.empty()) return invalid("validate: needs `required` or `checks`");
-  return AgentPtr(new ValidateAgent(std::move(required).value(), std::move(checks), on_fail));
+  return AgentPtr(new ValidateAgent(std::move(required).value(), std::move(checks), *on_fail, *on_missing));
 }
 
 }  // namespace baton::agent
