@@ -438,7 +438,7 @@ void Engine::enter(Ctx& c, const workflow::Step& step, const std::string& parent
 }
 
 void Engine::fail_attempt(Ctx& c, const workflow::Step& step, const std::string& instance, const std::string& code,
-                          const std::string& message, bool retryable) const {
+                          const std::string& message, bool retryable, const char* reason_override) const {
   RunState& st = c.st;
   Transition& t = c.t;
   StepState& ss = st.steps[instance];
@@ -471,7 +471,9 @@ void Engine::fail_attempt(Ctx& c, const workflow::Step& step, const std::string&
     }
   }
   std::string reason;
-  if (!retryable) {
+  if (reason_override) {
+    reason = reason_override;
+  } else if (!retryable) {
     reason = code == "needs_review" || code.empty() ? "needs_review" : "step_failed";
   } else {
     reason = code == "timeout" ? "timeout" : "retries_exhausted";
@@ -921,14 +923,11 @@ Transition Engine::on_result(const workflow::Workflow& wf, RunState& st, const b
                    true);
       break;
     case baton::v1::StepResult::NEEDS_REVIEW: {
-      ss.status = StepStatus::kFailed;
-      ss.error_code = r.error().code().empty() ? "needs_review" : r.error().code();
-      ss.error_message = r.error().message();
-      touch_step(st, instance, t);
-      // Keep what the agent said: the operator needs it to act.
+      // Keep what the agent said: the operator needs it to act. Not retried;
+      // an ignored parallel branch only counts as not succeeded.
       c.store(key, parse_object_or_empty(r.output_json()));
-      end_run(st, RunStatus::kException, "needs_review",
-              instance + ": " + ss.error_code + (ss.error_message.empty() ? "" : ": " + ss.error_message), now, t);
+      fail_attempt(c, *step, instance, r.error().code().empty() ? "needs_review" : r.error().code(),
+                   r.error().message(), false, "needs_review");
       break;
     }
     default:

@@ -191,7 +191,7 @@ class Engine {
   void enter(Ctx& c, const workflow::Step& step, const std::string& parent, const std::string& key = "",
              const nlohmann::json* input = nullptr, uint32_t round = 1, uint32_t planned = 0) const;
   void fail_attempt(Ctx& c, const workflow::Step& step, const std::string& instance, const std::string& code,
-                    const std::string& message, bool retryable) const;
+                    const std::string& message, bool retryable, const char* reason_override = nullptr) const;
   void succeeded(Ctx& c, const workflow::Step& step, const std::string& instance, const nlohmann::json& output) const;
   // Follows a finished top-level step's way out: handoff, route, next, or the end.
   void leave(Ctx& c, const workflow::Step& step, const nlohmann::json& output) const;

@@ -404,3 +404,24 @@ TEST_F(Patterns, InstanceStateRoundTrips) {
 
 }  // namespace
 }  // namespace baton::coordinator
+
+namespace baton::coordinator {
+namespace {
+
+TEST_F(Patterns, NeedsReviewOfAnIgnoredBranchOnlyCountsAsNotSucceeded) {
+  start(parallel_yaml("quorum(2)"));
+  Transition t = result("c", StepResult::NEEDS_REVIEW);
+  EXPECT_TRUE(t.ending.empty());
+  EXPECT_TRUE(has_audit(t, "branch_failed"));
+  ok("a");
+  EXPECT_EQ(dispatched(ok("b")), std::vector<std::string>{"publish"});
+  // Outside a parallel step it is still an exception with reason needs_review.
+  st = RunState();
+  start(kRoute);
+  t = result("qualify", StepResult::NEEDS_REVIEW);
+  EXPECT_EQ(t.ending, "exception");
+  EXPECT_EQ(st.reason, "needs_review");
+}
+
+}  // namespace
+}  // namespace baton::coordinator
