@@ -7,6 +7,7 @@
 #include "cli/api.h"
 #include "cli/commands.h"
 #include "cli/dev.h"
+#include "cli/workflows.h"
 #include "common/util/log.h"
 
 int main(int argc, char** argv) {
@@ -62,6 +63,21 @@ int main(int argc, char** argv) {
   get_cmd->add_option("run_id", run_id, "run id")->required();
   add_api(get_cmd);
 
+  // workflows
+  auto* wf_cmd = app.add_subcommand("workflows", "validate, apply and list workflow versions");
+  wf_cmd->require_subcommand(1);
+  std::vector<std::string> wf_files;
+  auto* wf_validate = wf_cmd->add_subcommand("validate", "parse workflow files offline; exit 1 if any is invalid");
+  wf_validate->add_option("files", wf_files, "workflow YAML files")->required();
+  std::string wf_file;
+  auto* wf_apply = wf_cmd->add_subcommand("apply", "store a workflow version on the coordinator (PUT /v1/workflows)");
+  wf_apply->add_option("file", wf_file, "workflow YAML file")->required();
+  add_api(wf_apply);
+  std::string wf_output = "text";
+  auto* wf_list = wf_cmd->add_subcommand("list", "list the workflow versions the coordinator knows");
+  wf_list->add_option("-o,--output", wf_output, "text or json")->capture_default_str()->check(CLI::IsMember({"text", "json"}));
+  add_api(wf_list);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -78,6 +94,9 @@ int main(int argc, char** argv) {
       return run_command(run);
     }
     if (*get_cmd) return get_command(resolve_api(api_flag, state_dir), run_id);
+    if (*wf_validate) return workflows_validate(wf_files);
+    if (*wf_apply) return workflows_apply(resolve_api(api_flag, state_dir), wf_file);
+    if (*wf_list) return workflows_list(resolve_api(api_flag, state_dir), wf_output);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "batonctl: %s\n", e.what());
     return kExitError;
