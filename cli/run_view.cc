@@ -148,7 +148,12 @@ Summary summarize(const std::vector<BatchItem>& items, int64_t wall_ms) {
 
 std::string identity_key(const json& input) {
   if (!input.is_object() || input.empty()) return "";
-  if (input.contains("lead_id")) return "lead_id";
+  // The first "<something>_id" or "id" key: lead_id, ticket_id, invoice_id.
+  for (const auto& [k, v] : input.items()) {
+    if (v.is_string() || v.is_number()) {
+      if (k == "id" || (k.size() > 3 && k.compare(k.size() - 3, 3, "_id") == 0)) return k;
+    }
+  }
   return input.begin().key();
 }
 
