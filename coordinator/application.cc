@@ -16,6 +16,7 @@
 #include "common/util/limits.h"
 #include "common/workflow/schedule.h"
 #include "coordinator/starts.h"
+#include "coordinator/workflow_store.h"
 
 namespace baton::coordinator {
 
@@ -62,6 +63,9 @@ Status Application::init() {
   }
   if (!client) return client.status();
   if (Status s = redis::ensure_library(**client); !s) return s;
+  // Workflows applied over the API (any replica): load them, and look again on a miss.
+  if (Status s = WorkflowStore(**client, opts_.ns).load_all(registry_); !s) return s;
+  refresh_on_miss(registry_, *ep, opts_.ns);
   store_ = std::make_unique<RunStore>(std::move(client).value(), opts_.ns);
 
   kafka::KafkaConfig kc;
