@@ -41,25 +41,28 @@ std::string_view trim(std::string_view s) {
 }
 
 // The roots a plan template may use: the agents' scope plus `context` (another
-// name for `steps`, the word the planner protocol uses).
-Status check_root(std::string_view path, const std::string& what, bool* uses_context) {
+// name for `steps`, the word the planner protocol uses), and `item` inside a
+// `for_each` entry.
+Status check_root(std::string_view path, const std::string& what, bool* uses_context, bool allow_item = false) {
   auto root = path.substr(0, path.find_first_of(".["));
   if (root == "context") {
     *uses_context = true;
     return Status::ok();
   }
   if (root == "input" || root == "record" || root == "steps") return Status::ok();
-  return invalid(what + ": path `" + std::string(path) + "` must start with input., record., steps. or context.");
+  if (allow_item && root == "item") return Status::ok();
+  return invalid(what + ": path `" + std::string(path) + "` must start with " +
+                 (allow_item ? "input., record., steps., context. or item." : "input., record., steps. or context."));
 }
 
-Result<Value> parse_value(const json& v, const std::string& what, bool* uses_context) {
+Result<Value> parse_value(const json& v, const std::string& what, bool* uses_context, bool allow_item = false) {
   Value out;
   if (v.is_string()) {
     auto t = workflow::Template::parse(v.get_ref<const std::string&>());
     if (!t) return invalid(what + ": " + t.status().message());
     auto paths = t->paths();
     for (const auto& p : paths) {
-      if (Status s = check_root(p, what, uses_context); !s) return s;
+      if (Status s = check_root(p, what, uses_context, allow_item); !s) return s;
     }
     if (paths.empty()) {  // plain text
       out.literal = v;
@@ -77,7 +80,7 @@ Result<Value> parse_value(const json& v, const std::string& what, bool* uses_con
   if (v.is_object()) {
     out.kind = Value::kObject;
     for (auto it = v.begin(); it != v.end(); ++it) {
-      auto c = parse_value(it.value(), what + "." + it.key(), uses_context);
+      auto c = parse_value(it.value(), what + "." + it.key(), uses_context, allow_item);
       if (!c) return c.status();
       out.children.emplace_back(it.key(), std::move(c).value());
     }
@@ -86,7 +89,7 @@ Result<Value> parse_value(const json& v, const std::string& what, bool* uses_con
   if (v.is_array()) {
     out.kind = Value::kArray;
     for (std::size_t i = 0; i < v.size(); ++i) {
-      auto c = parse_value(v[i], what + "[" + std::to_string(i) + "]", uses_context);
+      auto c = parse_value(v[i], what + "[" + std::to_string(i) + "]", uses_context, allow_item);
       if (!c) return c.status();
       out.children.emplace_back(std::string(), std::move(c).value());
     }
@@ -133,9 +136,18 @@ Result<json> render(const Value& v, const json& scope, const std::string& what) 
 }
 
 struct Entry {
-  std::string id;
+  std::string id;                         // a fixed id; empty for a `for_each` entry
   std::string step;
-  Value input;  // kObject
+  Value input;                            // kObject
+  std::string for_each;                   // path of a list: one planned step per element
+  std::optional<workflow::Template> id_tmpl;  // `for_each`: the id, a template over `item`
+};
+
+// One planned step, ready to emit or to look up.
+struct Concrete {
+  std::string id;
+  const Entry* entry;
+  json item;  // the `for_each` element (null otherwise)
 };
 
 bool has_result(const json& context, const std::string& id) {
@@ -147,40 +159,80 @@ bool has_result(const json& context, const std::string& id) {
 class PlanAgent : public Agent {
  public:
   PlanAgent(std::vector<std::vector<Entry>> stages, std::optional<Value> result, bool uses_context)
-      : stages_(std::move(stages)), result_(std::move(result)), uses_context_(uses_context) {}
+      : stages_(std::move(stages)), result_(std::move(result)), uses_context_(uses_context) {
+    for (const auto& stage : stages_)
+      for (const auto& e : stage)
+        if (!e.for_each.empty()) has_for_each_ = true;
+  }
 
   AgentOutput execute(const AgentInput& in) override {
-    // `context.` paths need the scope under that name too (a copy: only then).
+    // `context.` paths, and `item.` of `for_each` entries, need the scope under
+    // those names too (a copy: only then).
     json aliased;
+    json* scope_copy = nullptr;
     const json* scope = &in.scope;
-    if (uses_context_) {
+    if (uses_context_ || has_for_each_) {
       aliased = in.scope;
-      aliased["context"] = in.context;
+      if (uses_context_) aliased["context"] = in.context;
+      scope_copy = &aliased;
       scope = &aliased;
     }
 
+    std::vector<std::vector<Concrete>> stages;
     for (const auto& stage : stages_) {
-      json steps = json::array();
+      std::vector<Concrete> planned;
       for (const auto& e : stage) {
-        if (has_result(in.context, e.id)) continue;
-        auto input = render(e.input, *scope, e.id + ".input");
+        if (e.for_each.empty()) {
+          planned.push_back({e.id, &e, json()});
+          continue;
+        }
+        const json* list = json_path(*scope, e.for_each);
+        if (list == nullptr || list->is_null()) {
+          return AgentOutput::fail(AgentOutput::kFailed, errors::kTemplateError,
+                                   "plan: for_each: missing value for " + e.for_each);
+        }
+        if (!list->is_array()) {
+          return AgentOutput::fail(AgentOutput::kFailed, errors::kTemplateError,
+                                   "plan: for_each: " + e.for_each + " is not a list");
+        }
+        const json items = *list;  // a copy: the scope changes below
+        for (const auto& item : items) {
+          (*scope_copy)["item"] = item;
+          auto id = e.id_tmpl->render(*scope);
+          if (!id) {
+            return AgentOutput::fail(AgentOutput::kFailed, errors::kTemplateError,
+                                     "plan: for_each " + e.for_each + ": id: " + id.status().message());
+          }
+          planned.push_back({std::move(id).value(), &e, item});
+        }
+      }
+      stages.push_back(std::move(planned));
+    }
+
+    for (const auto& stage : stages) {
+      json steps = json::array();
+      for (const auto& p : stage) {
+        if (has_result(in.context, p.id)) continue;
+        if (scope_copy != nullptr) (*scope_copy)["item"] = p.item;
+        auto input = render(p.entry->input, *scope, p.id + ".input");
         if (!input) {
           return AgentOutput::fail(AgentOutput::kFailed, errors::kTemplateError,
                                    "plan: " + input.status().message());
         }
-        steps.push_back({{"id", e.id}, {"step", e.step}, {"input", std::move(input).value()}});
+        steps.push_back({{"id", p.id}, {"step", p.entry->step}, {"input", std::move(input).value()}});
       }
       if (!steps.empty()) return AgentOutput::ok({{"done", false}, {"steps", std::move(steps)}});
     }
 
     json result = json::object();
     if (result_) {
+      if (scope_copy != nullptr) scope_copy->erase("item");
       auto r = render(*result_, *scope, "result");
       if (!r) return AgentOutput::fail(AgentOutput::kFailed, errors::kTemplateError, "plan: " + r.status().message());
       result = std::move(r).value();
     } else {
-      for (const auto& stage : stages_)
-        for (const auto& e : stage) result[e.id] = in.context.at(e.id);
+      for (const auto& stage : stages)
+        for (const auto& p : stage) result[p.id] = in.context.at(p.id);
     }
     return AgentOutput::ok({{"done", true}, {"result", std::move(result)}});
   }
@@ -189,6 +241,7 @@ class PlanAgent : public Agent {
   const std::vector<std::vector<Entry>> stages_;
   const std::optional<Value> result_;
   const bool uses_context_;
+  bool has_for_each_ = false;
 };
 
 }  // namespace
@@ -218,18 +271,46 @@ FactoryResult make_plan_agent(const json& cfg) {
       std::string ew = "plan: `stages[" + std::to_string(i) + "][" + std::to_string(j) + "]`";
       if (!e.is_object()) return invalid(ew + " must be a map {id, step, input}, got " + e.dump());
       for (auto it = e.begin(); it != e.end(); ++it) {
-        if (it.key() != "id" && it.key() != "step" && it.key() != "input") {
-          return invalid(ew + ": unknown key `" + it.key() + "` (allowed: id, step, input)");
+        if (it.key() != "id" && it.key() != "step" && it.key() != "input" && it.key() != "for_each") {
+          return invalid(ew + ": unknown key `" + it.key() + "` (allowed: id, step, input, for_each)");
         }
       }
       Entry entry;
       auto id = e.find("id");
       if (id == e.end() || !id->is_string()) return invalid(ew + ": `id` is required (a string)");
-      entry.id = id->get<std::string>();
-      if (!valid_id(entry.id)) {
-        return invalid(ew + ": id `" + entry.id + "` must match [a-z0-9][a-z0-9_-]*");
+      bool each = false;
+      if (auto fe = e.find("for_each"); fe != e.end() && !fe->is_null()) {
+        if (!fe->is_string() || fe->get_ref<const std::string&>().empty()) {
+          return invalid(ew + ": `for_each` must be the path of a list, e.g. input.competitors");
+        }
+        auto t = workflow::Template::parse("{{" + fe->get<std::string>() + "}}");
+        if (!t) return invalid(ew + ": `for_each`: invalid path `" + fe->get<std::string>() + "`");
+        if (Status s = check_root(fe->get<std::string>(), ew + ": `for_each`", &uses_context); !s) return s;
+        entry.for_each = fe->get<std::string>();
+        each = true;
       }
-      if (!ids.insert(entry.id).second) return invalid(ew + ": id `" + entry.id + "` is used twice");
+      if (each) {
+        // The id is a template over `item`, rendered per element; the
+        // coordinator checks the ids it gets (invalid_plan).
+        auto t = workflow::Template::parse(id->get<std::string>());
+        if (!t) return invalid(ew + ": `id`: " + t.status().message());
+        bool uses_item = false;
+        for (const auto& p : t->paths()) {
+          if (Status s = check_root(p, ew + ": `id`", &uses_context, true); !s) return s;
+          uses_item = uses_item || p.substr(0, p.find_first_of(".[")) == "item";
+        }
+        if (!uses_item) {
+          return invalid(ew + ": the `id` of a `for_each` entry must use {{item}} (one id per element), got `" +
+                         id->get<std::string>() + "`");
+        }
+        entry.id_tmpl = std::move(t).value();
+      } else {
+        entry.id = id->get<std::string>();
+        if (!valid_id(entry.id)) {
+          return invalid(ew + ": id `" + entry.id + "` must match [a-z0-9][a-z0-9_-]*");
+        }
+        if (!ids.insert(entry.id).second) return invalid(ew + ": id `" + entry.id + "` is used twice");
+      }
       auto step = e.find("step");
       if (step == e.end() || !step->is_string() || step->get_ref<const std::string&>().empty()) {
         return invalid(ew + ": `step` is required (the name of an allowed step)");
@@ -241,7 +322,7 @@ FactoryResult make_plan_agent(const json& cfg) {
         if (!input->is_object()) return invalid(ew + ": `input` must be a map, got " + input->dump());
         input_cfg = *input;
       }
-      auto v = parse_value(input_cfg, ew + ".input", &uses_context);
+      auto v = parse_value(input_cfg, ew + ".input", &uses_context, each);
       if (!v) return v.status();
       entry.input = std::move(v).value();
       entries.push_back(std::move(entry));

@@ -22,6 +22,14 @@
 // used as they are. A missing or null path -> FAILED `template_error` naming
 // the entry and the path.
 //
+// `for_each: <path of a list>` on an entry makes it one planned step per
+// element: `id` is then a template that must use `item` (e.g.
+// "rival-{{item.slug}}"), and `input` may use `item.` paths too. The list is
+// read when the agent runs (missing, null or not a list -> FAILED
+// `template_error`); an empty list plans nothing for that entry. Rendered ids
+// are not checked here: the coordinator refuses a malformed or repeated id as
+// `invalid_plan`, and `max_steps` bounds how many the plan may add.
+//
 // Refused at construction (kInvalidArgument, naming the key): unknown keys, no
 // stages, an empty stage, an entry without `id` or `step`, an id that is not
 // [a-z0-9][a-z0-9_-]* or is used twice, an `input` that is not a map, a

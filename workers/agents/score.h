@@ -16,6 +16,21 @@
 // `regex` searches the first 4 KiB of the value.
 // Output: {<field>: score, reason: "<reasons of matched criteria joined by '; '>",
 //          matched: [names of matched criteria]}, also on NEEDS_REVIEW/FAILED.
+//
+// Checker extensions (maker-checker loops):
+//   value_from: steps.draft.budget   # instead of `value`: compare with the value at this
+//                                    # path (ops gte lte gt lt eq ne in); missing or null
+//                                    # (or not a number / scalar / list as the op needs)
+//                                    # matches nothing
+//   feedback: "price {{steps.draft.price}} is over the budget"   # template, rendered
+//                                    # only when the criterion does NOT match
+//   fix: { price: "{{input.budget}}" }   # map field -> template, rendered only when the
+//                                    # criterion does NOT match; exactly "{{path}}"
+//                                    # keeps the value's JSON type
+// When any criterion has `feedback`, the output has `feedback`: [texts of the
+// unmatched criteria, in order]; when any has `fix`, `fixes`: {field: value}
+// (later criteria overwrite earlier ones). A missing path in either ->
+// FAILED `template_error`. `field` must then not be `feedback` / `fixes`.
 #pragma once
 
 #include "baton/agent.h"
