@@ -62,6 +62,15 @@ RunView view_run(const json& run) {
     }
   }
   if (ended != nullptr) v.ended_step = str_at(*ended, "id");
+  // The coordinator says where a finished run ended (the failed branch, the
+  // step whose route or join decided); the last dispatched step otherwise.
+  if (std::string at = str_at(run, "ended_step"); !at.empty()) {
+    v.ended_step = at;
+    if (run.is_object() && run.contains("steps") && run["steps"].is_array()) {
+      for (const auto& s : run["steps"])
+        if (str_at(s, "id") == at) ended = &s;
+    }
+  }
   if (v.status == "exception") {
     if (ended != nullptr && ended->contains("error") && (*ended)["error"].is_object()) {
       v.code = str_at((*ended)["error"], "code");

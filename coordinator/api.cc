@@ -42,8 +42,9 @@ json step_json(const std::string& id, const std::string& role, const RunState& s
   StepState ss = it == st.steps.end() ? StepState() : it->second;
   j["status"] = to_string(ss.status);
   j["attempts"] = ss.attempt;
+  auto hist = st.history.find(id);
   auto out = st.context.find(ss.key.empty() ? std::string(step_of(id)) : ss.key);
-  j["output"] = out == st.context.end() ? json(nullptr) : *out;
+  j["output"] = hist != st.history.end() ? *hist : out == st.context.end() ? json(nullptr) : *out;
   j["error"] = ss.error_code.empty() ? json(nullptr)
                                      : json{{"code", ss.error_code}, {"message", ss.error_message}};
   j["dispatched_ms"] = ss.dispatched_ms;
@@ -73,7 +74,7 @@ bool plain_segment(std::string_view s) {
 std::string render_run_json(const RunState& st, const workflow::Workflow* wf) {
   json j = {{"run_id", st.run_id},         {"workflow", st.workflow},     {"version", st.version},
             {"status", to_string(st.status)}, {"reason", st.reason},     {"reason_detail", st.reason_detail},
-            {"record_key", st.record_key}, {"dedupe_key", st.dedupe_key}, {"created_ms", st.created_ms},
+            {"record_key", st.record_key}, {"ended_step", st.ended_at}, {"dedupe_key", st.dedupe_key}, {"created_ms", st.created_ms},
             {"updated_ms", st.updated_ms}, {"ended_ms", st.ended_ms},     {"steps_executed", st.steps_executed},
             {"input", st.input}};
   // Every instance that ran, in the order it started (loops and planners run a

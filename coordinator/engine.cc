@@ -114,6 +114,7 @@ static void progress_fields(const RunState& st, Transition& t) {
   t.run_fields.emplace_back("updated", std::to_string(st.updated_ms));
   t.run_fields.emplace_back("executed", std::to_string(st.steps_executed));
   if (!t.ending.empty()) {
+    t.run_fields.emplace_back("at", st.ended_at);
     t.run_fields.emplace_back("reason", st.reason);
     t.run_fields.emplace_back("detail", st.reason_detail);
     t.run_fields.emplace_back("ended", std::to_string(st.ended_ms));
@@ -132,7 +133,8 @@ std::vector<std::pair<std::string, std::string>> RunState::header_fields() const
           {"created", std::to_string(created_ms)},
           {"updated", std::to_string(updated_ms)},
           {"ended", std::to_string(ended_ms)},
-          {"executed", std::to_string(steps_executed)}};
+          {"executed", std::to_string(steps_executed)},
+          {"at", ended_at}};
 }
 
 bool RunState::from_hashes(std::string_view run_id,
@@ -168,6 +170,8 @@ bool RunState::from_hashes(std::string_view run_id,
       out.updated_ms = to_i64(v);
     } else if (k == "ended") {
       out.ended_ms = to_i64(v);
+    } else if (k == "at") {
+      out.ended_at = v;
     } else if (k == "executed") {
       out.steps_executed = static_cast<uint32_t>(to_i64(v));
     } else if (k.rfind("step:", 0) == 0) {
@@ -178,6 +182,9 @@ bool RunState::from_hashes(std::string_view run_id,
   for (const auto& [k, v] : ctx_hash) {
     if (k == "input") {
       out.input = parse_object_or_empty(v);
+    } else if (k.rfind("hist:", 0) == 0) {
+      auto j = parse_json(v, limits::kMaxMessageBytes);
+      out.history[k.substr(5)] = j ? std::move(j).value() : json(nullptr);
     } else if (k.rfind("out:", 0) == 0) {
       auto j = parse_json(v, limits::kMaxMessageBytes);
       out.context[k.substr(4)] = j ? std::move(j).value() : json(nullptr);
@@ -306,6 +313,7 @@ struct Engine::Ctx {
   const json* record;
   json run_scope;
   bool run_built = false;
+  std::string at;  // the instance this transition is about (where the run ends, if it does)
 
   // `run.` in conditions: id, workflow, version, executed, steps (outputs by key).
   const json* run() {
@@ -325,7 +333,27 @@ struct Engine::Ctx {
     return cond.eval(scope);
   }
   // Stores a step's output in the run context (and the ctx hash).
-  void store(const std::string& key, const json& output) {
+  // `instance` produced it; when it overwrites an earlier instance's output
+  // (the next round of a loop or planner, a route back), that one is kept in
+  // the history first.
+  void store(const std::string& key, const json& output, const std::string& instance = "") {
+    if (!instance.empty() && st.context.contains(key)) {
+      const StepState* prev = nullptr;
+      std::string prev_id;
+      for (const auto& [id, s] : st.steps) {
+        if (id == instance || step_of(id) != step_of(instance) || s.status != StepStatus::kSucceeded ||
+            st.history.contains(id) || (!s.key.empty() && s.key != key))
+          continue;
+        if (!prev || s.seq > prev->seq) {
+          prev = &s;
+          prev_id = id;
+        }
+      }
+      if (prev) {
+        t.ctx_fields.emplace_back("hist:" + prev_id, st.context[key].dump());
+        st.history[prev_id] = st.context[key];
+      }
+    }
     t.ctx_fields.emplace_back(RunState::output_field(key), output.dump());
     st.context[key] = output;
     run_built = false;
@@ -338,9 +366,10 @@ void Engine::touch_step(const RunState& st, std::string_view step_id, Transition
 }
 
 void Engine::end_run(RunState& st, RunStatus status, const std::string& reason, const std::string& detail,
-                     int64_t now, Transition& t) const {
+                     int64_t now, Transition& t, const std::string& at) const {
   if (st.status != RunStatus::kRunning && st.status != RunStatus::kWaiting) return;  // already ended
   st.status = status;
+  st.ended_at = at;
   st.reason = reason;
   st.reason_detail = detail;
   st.ended_ms = now;
@@ -358,7 +387,7 @@ void Engine::dispatch(Ctx& c, const workflow::Step& step, const std::string& ins
   Transition& t = c.t;
   if (st.steps_executed >= c.wf.max_steps) {
     end_run(st, RunStatus::kException, "max_steps", "the run reached max_steps=" + std::to_string(c.wf.max_steps),
-            c.now, t);
+            c.now, t, instance);
     return;
   }
   ++st.steps_executed;
@@ -479,7 +508,7 @@ void Engine::fail_attempt(Ctx& c, const workflow::Step& step, const std::string&
     reason = code == "timeout" ? "timeout" : "retries_exhausted";
   }
   end_run(st, RunStatus::kException, reason, instance + ": " + code + (message.empty() ? "" : ": " + message), c.now,
-          t);
+          t, instance);
 }
 
 void Engine::succeeded(Ctx& c, const workflow::Step& step, const std::string& instance, const json& output) const {
@@ -498,13 +527,13 @@ void Engine::succeeded(Ctx& c, const workflow::Step& step, const std::string& in
 void Engine::go_to(Ctx& c, const workflow::Step& from, const std::string& target, const std::string& reason,
                    const std::string& detail) const {
   if (target == workflow::kTargetEnd) {
-    end_run(c.st, RunStatus::kCompleted, "", "", c.now, c.t);
+    end_run(c.st, RunStatus::kCompleted, "", "", c.now, c.t, c.at);
   } else if (target == workflow::kTargetException) {
-    end_run(c.st, RunStatus::kException, reason, detail, c.now, c.t);
+    end_run(c.st, RunStatus::kException, reason, detail, c.now, c.t, c.at);
   } else if (const auto* next = c.wf.find_step(target)) {
     enter(c, *next, "");
   } else {
-    end_run(c.st, RunStatus::kException, "bad_workflow", from.id + ": unknown target " + target, c.now, c.t);
+    end_run(c.st, RunStatus::kException, "bad_workflow", from.id + ": unknown target " + target, c.now, c.t, c.at);
   }
 }
 
@@ -521,7 +550,7 @@ void Engine::leave(Ctx& c, const workflow::Step& step, const json& output) const
                             {"allowed", h.allowed}}});
       end_run(c.st, RunStatus::kException, "handoff_not_allowed",
               step.id + ": output has " + named + ", not one of the allowed steps (" + join_names(h.allowed) + ")",
-              c.now, c.t);
+              c.now, c.t, c.at);
       return;
     }
     c.t.audit.push_back({"handoff", kCoordinator, c.now, {{"step", step.id}, {"to", target}}});
@@ -538,14 +567,14 @@ void Engine::leave(Ctx& c, const workflow::Step& step, const json& output) const
     }
     c.t.audit.push_back({"no_route", kCoordinator, c.now, {{"step", step.id}}});
     end_run(c.st, RunStatus::kException, "no_route", step.id + ": no `route` condition matched and no `else`", c.now,
-            c.t);
+            c.t, c.at);
     return;
   }
   if (!step.next.empty()) {
     go_to(c, step, step.next, "", "");
     return;
   }
-  end_run(c.st, RunStatus::kCompleted, "", "", c.now, c.t);
+  end_run(c.st, RunStatus::kCompleted, "", "", c.now, c.t, c.at);
 }
 
 void Engine::cancel(Ctx& c, const std::string& instance) const {
@@ -564,6 +593,7 @@ void Engine::cancel(Ctx& c, const std::string& instance) const {
 }
 
 void Engine::check_join(Ctx& c, const workflow::Step& par, const std::string& instance) const {
+  c.at = instance;
   auto pit = c.st.steps.find(instance);
   if (pit == c.st.steps.end() || pit->second.status != StepStatus::kRunning) return;
   std::vector<std::string> ok, failed, open;
@@ -584,7 +614,7 @@ void Engine::check_join(Ctx& c, const workflow::Step& par, const std::string& in
       end_run(c.st, RunStatus::kException, "join_failed",
               instance + ": needs " + std::to_string(need) + " successful branches, got " + std::to_string(ok.size()) +
                   " (failed: " + join_names(failed) + ")",
-              c.now, c.t);
+              c.now, c.t, c.at);
     }
     return;
   }
@@ -604,6 +634,7 @@ void Engine::check_join(Ctx& c, const workflow::Step& par, const std::string& in
   c.t.audit.push_back({"joined", kCoordinator, c.now,
                        {{"step", instance}, {"mode", mode}, {"succeeded", ok}, {"failed", failed}, {"cancelled", open}}});
   c.store(par.id, merged);
+  c.at = instance;
   if (ps.parent.empty()) leave(c, par, merged);
 }
 
@@ -612,6 +643,7 @@ void Engine::child_done(Ctx& c, const std::string& parent, const std::string& ch
   const workflow::Step* par = c.wf.find_step(step_of(parent));
   if (pit == c.st.steps.end() || !par || c.st.status != RunStatus::kRunning) return;
   StepState& ps = pit->second;
+  c.at = parent;
   if (par->kind == workflow::StepKind::kParallel) {
     check_join(c, *par, parent);
     return;
@@ -674,7 +706,7 @@ void Engine::on_plan(Ctx& c, const workflow::Step& step, const std::string& inst
   uint32_t planned = c.st.steps[instance].planned;
   c.t.audit.push_back({"plan", kCoordinator, c.now, {{"step", instance}, {"round", round}, {"plan", output}}});
   auto invalid = [&](const std::string& why) {
-    end_run(c.st, RunStatus::kException, "invalid_plan", instance + ": " + why, c.now, c.t);
+    end_run(c.st, RunStatus::kException, "invalid_plan", instance + ": " + why, c.now, c.t, c.at);
   };
   auto done = output.find("done");
   if (done != output.end() && !done->is_boolean()) return invalid("`done` must be true or false");
@@ -803,7 +835,7 @@ Transition Engine::start(const workflow::Workflow* wf, std::string_view run_id, 
         t.audit.push_back({"run_waiting", kCoordinator, now, {{"until_ms", opens}}});
       }
     } else if (ok) {
-      Ctx c{*wf, st, t, now, nullptr, json(), false};
+      Ctx c{*wf, st, t, now, nullptr, json(), false, ""};
       enter(c, wf->steps.front(), "");
     }
   }
@@ -850,7 +882,7 @@ Transition Engine::on_result(const workflow::Workflow& wf, RunState& st, const b
                        {{"step", instance}, {"attempt", r.attempt()}, {"status", status_name(r.status())}}});
     return t;
   }
-  Ctx c{wf, st, t, now, record, json(), false};
+  Ctx c{wf, st, t, now, record, json(), false, instance};
   t.changed = true;
   st.updated_ms = now;
   StepState& ss = it->second;
@@ -914,7 +946,7 @@ Transition Engine::on_result(const workflow::Workflow& wf, RunState& st, const b
       ss.error_code.clear();
       ss.error_message.clear();
       touch_step(st, instance, t);
-      c.store(key, output);
+      c.store(key, output, instance);
       succeeded(c, *step, instance, output);
       break;
     }
@@ -925,7 +957,7 @@ Transition Engine::on_result(const workflow::Workflow& wf, RunState& st, const b
     case baton::v1::StepResult::NEEDS_REVIEW: {
       // Keep what the agent said: the operator needs it to act. Not retried;
       // an ignored parallel branch only counts as not succeeded.
-      c.store(key, parse_object_or_empty(r.output_json()));
+      c.store(key, parse_object_or_empty(r.output_json()), instance);
       fail_attempt(c, *step, instance, r.error().code().empty() ? "needs_review" : r.error().code(),
                    r.error().message(), false, "needs_review");
       break;
@@ -943,7 +975,7 @@ Transition Engine::on_timer(const workflow::Workflow& wf, RunState& st, const Ti
   Transition t;
   t.timers_del.push_back(timer_member(st.run_id, timer.kind, timer.step_id, timer.attempt));
   t.changed = true;
-  Ctx c{wf, st, t, now, nullptr, json(), false};
+  Ctx c{wf, st, t, now, nullptr, json(), false, timer.step_id};
   if (timer.kind == TimerKind::kWindow) {
     if (st.status != RunStatus::kWaiting || wf.steps.empty()) return t;
     st.status = RunStatus::kRunning;

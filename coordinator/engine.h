@@ -70,6 +70,10 @@ struct RunState {
   std::map<std::string, StepState, std::less<>> steps;
   nlohmann::json input = nlohmann::json::object();
   nlohmann::json context = nlohmann::json::object();  // {"<step>": output}
+  // Outputs of instances whose context entry a later round overwrote
+  // ({"draft": round 1, "draft#2": round 2, ...}); ctx hash fields "hist:<instance>".
+  nlohmann::json history = nlohmann::json::object();
+  std::string ended_at;  // the step instance the run ended at ("" while running)
 
   // Redis layout (docs/ARCHITECTURE.md §4): run hash fields and ctx hash fields.
   std::vector<std::pair<std::string, std::string>> header_fields() const;
@@ -201,7 +205,7 @@ class Engine {
   void check_join(Ctx& c, const workflow::Step& par, const std::string& instance) const;
   void on_plan(Ctx& c, const workflow::Step& step, const std::string& instance, const nlohmann::json& output) const;
   void end_run(RunState& st, RunStatus status, const std::string& reason, const std::string& detail,
-               int64_t now, Transition& t) const;
+               int64_t now, Transition& t, const std::string& at = "") const;
   void touch_step(const RunState& st, std::string_view step_id, Transition& t) const;
   void cancel(Ctx& c, const std::string& instance) const;
 

@@ -151,11 +151,14 @@ std::vector<json> facts(const std::vector<Fact>& all, const std::string& kind) {
 }
 
 // The output of a step instance in a run view (null when absent).
-json output_of(const json& run, const std::string& instance) {
-  if (!run.contains("steps")) return json();
+// The output of `name`'s last instance (the run view lists instances in start
+// order: "draft", "draft#2", ...), or of exactly that instance id.
+json output_of(const json& run, const std::string& name) {
+  json out;
+  if (!run.contains("steps")) return out;
   for (const auto& s : run["steps"])
-    if (s.value("id", "") == instance) return s.contains("output") ? s["output"] : json();
-  return json();
+    if (s.value("id", "") == name || s.value("step", "") == name) out = s.contains("output") ? s["output"] : json();
+  return out;
 }
 
 // What one example's batch gave: per input line, its run id, expected line and run view.
@@ -270,14 +273,19 @@ TEST(ClientIntakeExample, LoopFeedsTheReviewBackAndEndsAsExpected) {
   EXPECT_EQ(passed_second, 4);
   EXPECT_EQ(exhausted, 2);
 
-  // The feedback reached the next round. The run view shows, for a loop's
-  // steps, their last output (the run context keeps one output per step id),
-  // so these check where the last draft came from.
+  // The feedback reached the next round: each round's instance keeps its own
+  // output in the run view (earlier rounds from the run's history).
   // INQ-103 was quoted 24000 over a 20000 budget: the passed draft carries
   // the reviewer's fix, not the quote.
   const Outcome& over = runs[2];
   ASSERT_EQ(over.input.value("inquiry_id", ""), "INQ-103");
   EXPECT_EQ(output_of(over.run, "draft")["price_usd"], "20000");
+  EXPECT_EQ(output_of(over.run, "draft#2")["price_usd"], "20000");
+  EXPECT_NE(output_of(over.run, "draft")["price_usd"], json());  // round 1 is kept too
+  json first_round;
+  for (const auto& s : over.run["steps"])
+    if (s.value("id", "") == "draft") first_round = s["output"];
+  EXPECT_EQ(first_round["price_usd"], "24000") << "round 1 quoted over the budget";
   EXPECT_EQ(output_of(over.run, "review")["score"], 1);
   EXPECT_EQ(output_of(over.run, "review")["feedback"], json::array());
   EXPECT_EQ(output_of(over.run, "propose")["rounds"], 2);

@@ -425,3 +425,49 @@ TEST_F(Patterns, NeedsReviewOfAnIgnoredBranchOnlyCountsAsNotSucceeded) {
 
 }  // namespace
 }  // namespace baton::coordinator
+
+namespace baton::coordinator {
+namespace {
+
+TEST_F(Patterns, EarlierRoundsOutputsAreKeptInTheHistory) {
+  start(kLoop);
+  ok("draft", {{"text", "v1"}});
+  ok("check", {{"approved", false}});
+  Transition t = ok("draft#2", {{"text", "v2"}});
+  EXPECT_EQ(st.history["draft"]["text"], "v1");
+  EXPECT_EQ(st.context["draft"]["text"], "v2");
+  bool written = false;
+  for (const auto& [k, v] : t.ctx_fields) written |= k == "hist:draft" && json::parse(v)["text"] == "v1";
+  EXPECT_TRUE(written);
+  ok("check#2", {{"approved", true}});
+  EXPECT_EQ(st.history["check"]["approved"], false);
+}
+
+TEST_F(Patterns, TheRunRecordsWhereItEnded) {
+  start(parallel_yaml("all"));
+  ok("a");
+  result("c", StepResult::FAILED);
+  EXPECT_EQ(st.ended_at, "c");
+  st = RunState();
+  start(kRoute);
+  ok("qualify", {{"score", 0.5}, {"confidence", 0.9}});  // no route matches
+  EXPECT_EQ(st.ended_at, "qualify");
+  st = RunState();
+  start(parallel_yaml("quorum(2)"));
+  result("c", StepResult::FAILED);
+  result("a", StepResult::FAILED);
+  EXPECT_EQ(st.reason, "join_failed");
+  EXPECT_EQ(st.ended_at, "fan");
+  st = RunState();
+  start(kLoop);
+  for (const char* suffix : {"", "#2", "#3"}) {
+    ok(std::string("draft") + suffix);
+    ok(std::string("check") + suffix, {{"approved", false}});
+  }
+  ok("escalate");
+  EXPECT_EQ(st.status, RunStatus::kCompleted);
+  EXPECT_EQ(st.ended_at, "escalate");
+}
+
+}  // namespace
+}  // namespace baton::coordinator
