@@ -471,3 +471,41 @@ TEST_F(Patterns, TheRunRecordsWhereItEnded) {
 
 }  // namespace
 }  // namespace baton::coordinator
+
+namespace baton::coordinator {
+namespace {
+
+TEST_F(Patterns, ConditionsReadTheRecordAndTheRun) {
+  wf = load(R"(name: x
+record: "acct:{{input.id}}"
+steps:
+  - id: a
+    role: r
+    route:
+      - { when: "record.tier == \"gold\" and run.steps.a.n > 1", to: b }
+      - { else: end }
+  - { id: b, role: r }
+)");
+  EXPECT_TRUE(Engine::reads_record(*wf));
+  baton::v1::RunStarted s;
+  s.set_workflow("x");
+  s.set_input_json(R"({"id":"T-1"})");
+  engine.start(wf.get(), "run-1", 0, s, now, st);
+  StepResult r;
+  r.set_step_id("a");
+  r.set_attempt(1);
+  r.set_status(StepResult::OK);
+  r.set_output_json(R"({"n":2})");
+  json record = {{"tier", "gold"}};
+  Transition t = engine.on_result(*wf, st, r, {}, now, &record);
+  EXPECT_EQ(dispatched(t), std::vector<std::string>{"b"});
+  // Without the record, record.tier is null: the else rule.
+  st = RunState();
+  engine.start(wf.get(), "run-1", 0, s, now, st);
+  t = engine.on_result(*wf, st, r, {}, now, nullptr);
+  EXPECT_EQ(t.ending, "completed");
+  EXPECT_FALSE(Engine::reads_record(*load(kRoute)));
+}
+
+}  // namespace
+}  // namespace baton::coordinator
