@@ -1,12 +1,14 @@
 // Schedules and windows through the real processes: two coordinator replicas
 // of one namespace both see a `schedule:` workflow come due and exactly one
 // run starts for the fire time; a run started while its workflow's window is
-// closed waits (status `waiting`) and runs when the window opens. Both happen
+// closed waits (status `waiting`) and runs when the window opens; a route on
+// `record.` sees the record as the step wrote it. Schedule and window happen
 // at the next minute boundary, so the test takes up to about 90 s.
 #include <gtest/gtest.h>
 
 #include <ctime>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -71,6 +73,20 @@ schedule: { cron: "* * * * *", timezone: UTC, input: { source: cron } }
 steps:
   - { id: a, role: ticker, agent: { kind: echo } }
 )";
+    // A route on the shared record as the step's write left it (the
+    // coordinator reads the record for conditions on `record.`).
+    std::ofstream(wf_dir + "/acct.yaml") << R"(name: acct
+record: "acct:{{input.id}}"
+steps:
+  - id: a
+    role: ticker
+    agent: { kind: echo, fields: [tier] }
+    writes: [tier]
+    route:
+      - { when: "record.tier == \"gold\"", to: b }
+      - { else: end }
+  - { id: b, role: ticker, agent: { kind: echo } }
+)";
     // Open for two minutes from the boundary, every day.
     std::ofstream(wf_dir + "/batch.yaml") << "name: batch\nwindow: { from: \"" << hhmm_utc(boundary) << "\", to: \""
                                           << hhmm_utc(boundary + 120) << "\", timezone: UTC }\n"
@@ -104,6 +120,25 @@ steps:
   ASSERT_TRUE(wait_until([&] { return get_run(api1, waiting_id).value("status", "") == "waiting"; }, seconds(20)))
       << get_run(api1, waiting_id).dump();
   ASSERT_LT(now_s(), boundary);
+
+  std::map<std::string, std::string> acct;  // tier -> run id
+  for (const char* tier : {"gold", "silver"}) {
+    auto a = http::request("POST", api1 + "/v1/runs",
+                           json{{"workflow", "acct"}, {"input", {{"id", std::string("A-") + tier}, {"tier", tier}}}}.dump());
+    ASSERT_TRUE(a && a->status == 202);
+    acct[tier] = json::parse(a->body).value("run_id", "");
+  }
+  for (const auto& [tier, id] : acct) {
+    json run;
+    ASSERT_TRUE(wait_until(
+        [&] {
+          run = get_run(api1, id);
+          return run.value("status", "") == "completed";
+        },
+        seconds(20)))
+        << run.dump();
+    EXPECT_EQ(run["path"], tier == "gold" ? json::array({"a", "b"}) : json::array({"a"})) << tier;
+  }
 
   // The scheduled run of the boundary: its id follows from the fire time.
   const int64_t fire_ms = boundary * 1000;
