@@ -24,6 +24,7 @@
 #include "common/util/keys.h"
 #include "common/util/limits.h"
 #include "proto/baton/v1/baton.pb.h"
+#include "tests/support/fleet.h"
 #include "tests/support/process.h"
 #include "tests/support/servers.h"
 #include "tests/support/wait.h"
@@ -38,15 +39,6 @@ using std::chrono::seconds;
 constexpr const char* kNs = "coord";
 
 std::string example_dir() { return source_dir() + "/examples/lead-to-meeting"; }
-
-std::vector<json> read_jsonl(const std::string& path) {
-  auto lines = parse_jsonl(read_file(path), path);
-  EXPECT_TRUE(lines) << lines.status().to_string();
-  std::vector<json> out;
-  if (lines)
-    for (auto& l : *lines) out.push_back(std::move(l.value));
-  return out;
-}
 
 // Broker + Redis + coordinator + one worker per role of lead-to-meeting, each a process.
 class Fleet {

@@ -20,12 +20,10 @@
 #include <utility>
 #include <vector>
 
-#include "common/http/http.h"
 #include "common/redis/client.h"
 #include "common/util/json.h"
-#include "common/util/keys.h"
+#include "tests/support/fleet.h"
 #include "tests/support/process.h"
-#include "tests/support/wait.h"
 
 namespace baton::testing {
 namespace {
@@ -36,114 +34,7 @@ using std::chrono::seconds;
 
 const char* kNs = "exb";
 
-std::string example_path(const std::string& name) { return source_dir() + "/examples/" + name; }
-
-std::vector<json> read_jsonl(const std::string& path) {
-  auto lines = parse_jsonl(read_file(path), path);
-  EXPECT_TRUE(lines) << lines.status().to_string();
-  std::vector<json> out;
-  if (lines)
-    for (auto& l : *lines) out.push_back(std::move(l.value));
-  return out;
-}
-
-std::string exit_text(int st) {
-  if (WIFEXITED(st)) return "exit " + std::to_string(WEXITSTATUS(st));
-  if (WIFSIGNALED(st)) return "signal " + std::to_string(WTERMSIG(st));
-  return "status " + std::to_string(st);
-}
-
-// `batonctl dev --workflows examples/<name>` on a free HTTP port, own state dir.
-class Fleet {
- public:
-  explicit Fleet(std::string workflows) : workflows_(std::move(workflows)) {
-    dir_ = make_temp_dir("baton-e2e-exb");
-    log_ = dir_ + "/batonctl.log";
-  }
-  ~Fleet() {
-    proc_.stop(seconds(30));
-    std::string tmp = env_.is_object() ? env_.value("temp_dir", "") : "";
-    if (!tmp.empty()) remove_tree(tmp);
-    remove_tree(dir_);
-  }
-  ::testing::AssertionResult start() {
-    if (!proc_.start({bin_dir() + "/batonctl", "dev", "--workflows", workflows_, "--state-dir", dir_ + "/state",
-                      "--http", "127.0.0.1:0", "--namespace", kNs, "--partitions", "2"},
-                     log_)) {
-      return ::testing::AssertionFailure() << "cannot start batonctl";
-    }
-    auto r = wait_until(
-        [&] {
-          if (!proc_.running()) return true;
-          auto j = parse_json_object(read_file(dir_ + "/state/env.json"));
-          if (!j) return false;
-          env_ = *j;
-          return true;
-        },
-        seconds(60), [&] { return "batonctl log:\n" + read_file(log_); }, milliseconds(100));
-    if (!r) return r;
-    if (!env_.is_object()) return ::testing::AssertionFailure() << "batonctl dev exited early:\n" << read_file(log_);
-    return ::testing::AssertionSuccess();
-  }
-  std::string api() const { return env_.value("api", ""); }
-  std::string redis() const { return env_.value("redis", ""); }
-  const std::string& dir() const { return dir_; }
-  std::string log() const { return read_file(log_); }
-
- private:
-  std::string workflows_, dir_, log_;
-  Process proc_;
-  json env_;
-};
-
-struct CliResult {
-  bool exited = false;
-  int status = 0;
-  std::string out, err;
-};
-CliResult run_cli(const std::vector<std::string>& argv, const std::string& dir, milliseconds timeout) {
-  std::string out = dir + "/cli.out", err = dir + "/cli.err";
-  std::vector<std::string> sh = {"/bin/sh", "-c", "exec \"$@\" >\"$BATON_E2E_OUT\" 2>\"$BATON_E2E_ERR\"", "sh"};
-  sh.insert(sh.end(), argv.begin(), argv.end());
-  Process p;
-  CliResult r;
-  if (!p.start(sh, "", {{"BATON_E2E_OUT", out}, {"BATON_E2E_ERR", err}})) return r;
-  r.exited = p.wait_exit(timeout, &r.status);
-  if (!r.exited) p.kill();
-  r.out = read_file(out);
-  r.err = read_file(err);
-  return r;
-}
-
-json get_run(const std::string& api, const std::string& run_id) {
-  auto r = http::request("GET", api + "/v1/runs/" + run_id, "", 5000);
-  if (!r || r->status != 200) return json();
-  auto j = parse_json_object(r->body);
-  return j ? *j : json();
-}
-
-// One audit entry: its kind and its detail.
-struct Fact {
-  std::string kind;
-  json detail;
-};
-
-std::vector<Fact> audit_of(redis::Client& rc, const std::string& run_id) {
-  std::vector<Fact> out;
-  auto r = rc.command({"XRANGE", keys::run_audit(kNs, run_id), "-", "+"});
-  EXPECT_TRUE(r.is_ok()) << r.status().to_string();
-  if (!r.is_ok()) return out;
-  for (const auto& entry : r->elements) {
-    std::map<std::string, std::string> f;
-    const auto& kv = entry.elements.at(1).elements;
-    for (std::size_t i = 0; i + 1 < kv.size(); i += 2) f[kv[i].str] = kv[i + 1].str;
-    auto d = parse_json(f["detail"]);
-    out.push_back({f["kind"], d ? *d : json()});
-  }
-  return out;
-}
-
-std::vector<json> facts(const std::vector<Fact>& all, const std::string& kind) {
+std::vector<json> facts(const std::vector<AuditEntry>& all, const std::string& kind) {
   std::vector<json> out;
   for (const auto& f : all)
     if (f.kind == kind) out.push_back(f.detail);
@@ -165,14 +56,14 @@ json output_of(const json& run, const std::string& name) {
 struct Outcome {
   json input, expected, run;
   std::string run_id;
-  std::vector<Fact> audit;
+  std::vector<AuditEntry> audit;
 };
 
 // Runs the README's command for `name` against a fresh fleet; asserts exit 0,
 // no mismatch and the summary counts; returns every run with its audit.
 void run_example(const std::string& name, std::size_t want_completed, std::size_t want_exceptions,
                  std::vector<Outcome>* outcomes) {
-  const std::string dir = example_path(name);
+  const std::string dir = example_dir(name);
   auto inputs = read_jsonl(dir + "/inputs.jsonl");
   auto expected = read_jsonl(dir + "/expected.jsonl");
   ASSERT_EQ(inputs.size(), expected.size());
@@ -181,11 +72,12 @@ void run_example(const std::string& name, std::size_t want_completed, std::size_
   for (const auto& e : expected) completed_in_file += e.value("outcome", "") == "completed";
   ASSERT_EQ(completed_in_file, want_completed) << "expected.jsonl and the test disagree";
 
-  Fleet fleet(dir);
-  ASSERT_TRUE(fleet.start());
+  DevFleet fleet(dir, kNs, 2);
+  ASSERT_TRUE(fleet.start()) << "cannot start batonctl";
+  ASSERT_TRUE(fleet.wait_ready(seconds(60)));
   auto r = run_cli({bin_dir() + "/batonctl", "run", name, "--api", fleet.api(), "--inputs", dir + "/inputs.jsonl",
                     "--wait", "--timeout", "60", "-o", "json", "--expect", dir + "/expected.jsonl"},
-                   fleet.dir(), seconds(90));
+                   seconds(90));
   ASSERT_TRUE(r.exited) << r.err;
   EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << exit_text(r.status) << "\n" << r.out << r.err;
   auto summary = parse_json_object(r.out);
@@ -212,12 +104,13 @@ void run_example(const std::string& name, std::size_t want_completed, std::size_
     o.input = inputs[line - 1];
     o.expected = expected[line - 1];
     o.run_id = run.value("run_id", "");
-    o.run = get_run(fleet.api(), o.run_id);
+    auto view = get_run(fleet.api(), o.run_id);
+    o.run = view ? *view : json();
     ASSERT_TRUE(o.run.is_object()) << o.run_id;
-    o.audit = audit_of(**client, o.run_id);
+    o.audit = read_run_audit(**client, kNs, o.run_id);
     ASSERT_FALSE(o.audit.empty()) << o.run_id;
   }
-  if (::testing::Test::HasFailure()) std::cerr << "--- batonctl log ---\n" << fleet.log() << "\n";
+  if (::testing::Test::HasFailure()) std::cerr << "--- batonctl log ---\n" << read_file(fleet.log()) << "\n";
 }
 
 bool path_has(const json& expected, const std::string& instance) {

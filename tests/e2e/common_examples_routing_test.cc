@@ -8,8 +8,6 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
-#include <cstdlib>
-#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -19,130 +17,16 @@
 #include "common/http/http.h"
 #include "common/redis/client.h"
 #include "common/util/json.h"
-#include "common/util/keys.h"
+#include "tests/support/fleet.h"
 #include "tests/support/process.h"
-#include "tests/support/servers.h"
-#include "tests/support/wait.h"
 
 namespace baton::testing {
 namespace {
 
-namespace fs = std::filesystem;
 using nlohmann::json;
-using std::chrono::milliseconds;
 using std::chrono::seconds;
 
 const char* kNs = "exa";
-
-std::string source_root() {
-  if (const char* d = std::getenv("BATON_SOURCE_DIR"); d != nullptr && *d != '\0') return d;
-  return fs::path(__FILE__).parent_path().parent_path().parent_path().string();
-}
-std::string example_dir(const std::string& name) { return source_root() + "/examples/" + name; }
-
-std::vector<json> read_jsonl(const std::string& path) {
-  auto lines = parse_jsonl(read_file(path), path);
-  EXPECT_TRUE(lines) << lines.status().to_string();
-  std::vector<json> out;
-  if (lines)
-    for (auto& l : *lines) out.push_back(std::move(l.value));
-  return out;
-}
-
-std::string exit_text(int st) {
-  if (WIFEXITED(st)) return "exit " + std::to_string(WEXITSTATUS(st));
-  if (WIFSIGNALED(st)) return "signal " + std::to_string(WTERMSIG(st));
-  return "status " + std::to_string(st);
-}
-
-// `batonctl dev` on a free HTTP port with its own state dir; stopped (SIGTERM,
-// then SIGKILL) and cleaned up by the destructor.
-class DevFleet {
- public:
-  explicit DevFleet(std::string workflows) : workflows_(std::move(workflows)) {
-    dir_ = make_temp_dir("baton-e2e-examples");
-    state_ = dir_ + "/state";
-    log_ = dir_ + "/batonctl.log";
-  }
-  ~DevFleet() {
-    proc_.stop(seconds(30));
-    std::string tmp = env_.is_object() ? env_.value("temp_dir", "") : "";
-    if (!tmp.empty()) remove_tree(tmp);
-    remove_tree(dir_);
-  }
-  bool start() {
-    return proc_.start({bin_dir() + "/batonctl", "dev", "--workflows", workflows_, "--state-dir", state_, "--http",
-                        "127.0.0.1:0", "--namespace", kNs, "--partitions", "4"},
-                       log_);
-  }
-  ::testing::AssertionResult wait_ready(milliseconds timeout = seconds(90)) {
-    auto r = wait_until(
-        [&] {
-          if (!proc_.running()) return true;
-          auto j = parse_json_object(read_file(state_ + "/env.json"));
-          if (!j) return false;
-          env_ = *j;
-          return true;
-        },
-        timeout, [&] { return "batonctl log:\n" + read_file(log_); }, milliseconds(100));
-    if (!r) return r;
-    if (!env_.is_object()) return ::testing::AssertionFailure() << "batonctl dev exited early:\n" << read_file(log_);
-    return ::testing::AssertionSuccess();
-  }
-  std::string api() const { return env_.value("api", ""); }
-  std::string redis() const { return env_.value("redis", ""); }
-  const std::string& log() const { return log_; }
-
- private:
-  std::string workflows_, dir_, state_, log_;
-  Process proc_;
-  json env_;
-};
-
-struct CliResult {
-  bool exited = false;
-  int status = -1;
-  std::string out, err;
-};
-
-CliResult run_cli(const std::vector<std::string>& argv, milliseconds timeout) {
-  std::string dir = make_temp_dir("baton-e2e-examples-cli");
-  std::string out = dir + "/cli.out", err = dir + "/cli.err";
-  std::vector<std::string> sh = {"/bin/sh", "-c", "exec \"$@\" >\"$BATON_E2E_OUT\" 2>\"$BATON_E2E_ERR\"", "sh"};
-  sh.insert(sh.end(), argv.begin(), argv.end());
-  Process p;
-  CliResult r;
-  if (p.start(sh, "", {{"BATON_E2E_OUT", out}, {"BATON_E2E_ERR", err}})) {
-    r.exited = p.wait_exit(timeout, &r.status);
-    if (!r.exited) p.kill();
-  }
-  r.out = read_file(out);
-  r.err = read_file(err);
-  remove_tree(dir);
-  return r;
-}
-
-// One audit entry of a run: kind, actor and the parsed detail.
-struct AuditEntry {
-  std::string kind;
-  json detail;
-};
-
-std::vector<AuditEntry> run_audit(redis::Client& rc, const std::string& run_id) {
-  std::vector<AuditEntry> out;
-  auto r = rc.command({"XRANGE", keys::run_audit(kNs, run_id), "-", "+"});
-  EXPECT_TRUE(r.is_ok()) << r.status().to_string();
-  if (!r.is_ok()) return out;
-  for (const auto& entry : r->elements) {
-    if (entry.elements.size() < 2) continue;
-    std::map<std::string, std::string> f;
-    const auto& kv = entry.elements[1].elements;
-    for (std::size_t i = 0; i + 1 < kv.size(); i += 2) f[kv[i].str] = kv[i + 1].str;
-    auto d = parse_json(f["detail"]);
-    out.push_back({f["kind"], d ? *d : json()});
-  }
-  return out;
-}
 
 // The result of running one example: per input id, its run id and audit trail.
 struct ExampleRun {
@@ -160,7 +44,7 @@ void run_example(const std::string& name, const std::string& id_key, ExampleRun&
   ASSERT_GE(inputs.size(), 6u);
   ASSERT_EQ(inputs.size(), expected.size());
 
-  DevFleet dev(dir);
+  DevFleet dev(dir, kNs);
   ASSERT_TRUE(dev.start());
   ASSERT_TRUE(dev.wait_ready());
   auto r = run_cli({bin_dir() + "/batonctl", "run", name, "--api", dev.api(), "--inputs", dir + "/inputs.jsonl",
@@ -197,7 +81,7 @@ void run_example(const std::string& name, const std::string& id_key, ExampleRun&
     std::string id = (*view)["input"].value(id_key, "");
     ASSERT_FALSE(id.empty()) << got->body;
     out.run_of[id] = run_id;
-    out.audit_of[id] = run_audit(**rc, run_id);
+    out.audit_of[id] = read_run_audit(**rc, kNs, run_id);
   }
   EXPECT_EQ(out.run_of.size(), inputs.size());
 }

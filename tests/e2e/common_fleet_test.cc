@@ -24,6 +24,7 @@
 #include "common/util/keys.h"
 #include "common/util/limits.h"
 #include "common/workflow/parser.h"
+#include "tests/support/fleet.h"
 #include "tests/support/process.h"
 #include "tests/support/servers.h"
 #include "tests/support/wait.h"
@@ -38,26 +39,13 @@ using nlohmann::json;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-// The source tree: BATON_SOURCE_DIR when ctest sets it, else from this file's
-// path (CMake compiles it by absolute path).
-std::string source_root() {
-  if (const char* d = std::getenv("BATON_SOURCE_DIR"); d != nullptr && *d != '\0') return d;
-  return fs::path(__FILE__).parent_path().parent_path().parent_path().string();
-}
-std::string example_dir() { return source_root() + "/examples/lead-to-meeting"; }
+const char* kNs = "e2e";
+
+std::string lead_dir() { return example_dir("lead-to-meeting"); }
 
 void write_file(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << text;
-}
-
-std::vector<json> read_jsonl(const std::string& path) {
-  auto lines = parse_jsonl(read_file(path), path);
-  EXPECT_TRUE(lines) << lines.status().to_string();
-  std::vector<json> out;
-  if (lines)
-    for (auto& l : *lines) out.push_back(std::move(l.value));
-  return out;
 }
 
 // A pid is gone when /proc has no entry or only a zombie (an orphan reparented
@@ -69,74 +57,11 @@ bool pid_gone(int pid) {
   return p != std::string::npos && p + 2 < stat.size() && stat[p + 2] == 'Z';
 }
 
-std::string exit_text(int st) {
-  if (WIFEXITED(st)) return "exit " + std::to_string(WEXITSTATUS(st));
-  if (WIFSIGNALED(st)) return "signal " + std::to_string(WTERMSIG(st));
-  return "status " + std::to_string(st);
-}
-
-// `batonctl dev` on a free HTTP port with its own state dir.
-class DevFleet {
- public:
-  explicit DevFleet(std::string workflows = example_dir()) : workflows_(std::move(workflows)) {
-    dir_ = make_temp_dir("baton-e2e-dev");
-    state_ = dir_ + "/state";
-    log_ = dir_ + "/batonctl.log";
-  }
-  ~DevFleet() {
-    proc_.stop(seconds(30));
-    std::string tmp = env_.is_object() ? env_.value("temp_dir", "") : "";
-    if (!tmp.empty()) remove_tree(tmp);  // left behind only when batonctl was SIGKILLed
-    remove_tree(dir_);
-  }
-
-  // stdout (the "where everything is" block) and stderr (logs) both go to log().
-  bool start() {
-    return proc_.start({bin_dir() + "/batonctl", "dev", "--workflows", workflows_, "--state-dir", state_, "--http",
-                        "127.0.0.1:0", "--namespace", "e2e", "--partitions", "4"},
-                       log_);
-  }
-
-  // Waits until env.json exists and parses.
-  ::testing::AssertionResult wait_ready(milliseconds timeout = seconds(90)) {
-    auto r = wait_until(
-        [&] {
-          if (!proc_.running()) return true;  // reported below
-          auto j = parse_json_object(read_file(env_path()));
-          if (!j) return false;
-          env_ = *j;
-          return true;
-        },
-        timeout, [&] { return "batonctl log:\n" + read_file(log_); }, milliseconds(100));
-    if (!r) return r;
-    if (!env_.is_object()) return ::testing::AssertionFailure() << "batonctl dev exited early:\n" << read_file(log_);
-    return ::testing::AssertionSuccess();
-  }
-
-  std::string env_path() const { return state_ + "/env.json"; }
-  const std::string& state_dir() const { return state_; }
-  const std::string& log() const { return log_; }
-  const json& env() const { return env_; }
-  std::string api() const { return env_.value("api", ""); }
-  Process& process() { return proc_; }
-  std::map<std::string, int> pids() const {
-    std::map<std::string, int> out;
-    if (env_.contains("pids"))
-      for (const auto& [k, v] : env_["pids"].items()) out[k] = v.get<int>();
-    return out;
-  }
-
- private:
-  std::string workflows_, dir_, state_, log_;
-  Process proc_;
-  json env_;
-};
-
 // ---------------------------------------------------------------------------
 // 1. batonctl dev: start, env.json, healthz, clean stop on SIGTERM.
 
 TEST(BatonctlDev, StartsWritesEnvAndStopsEverythingOnSigterm) {
-  DevFleet dev;
+  DevFleet dev(lead_dir(), kNs);
   ASSERT_TRUE(dev.start());
   ASSERT_TRUE(dev.wait_ready());
 
@@ -154,7 +79,7 @@ TEST(BatonctlDev, StartsWritesEnvAndStopsEverythingOnSigterm) {
   for (const char* name : {"batonctl", "broker", "redis", "coordinator"}) {
     ASSERT_TRUE(pids.count(name)) << name << " missing from " << env.dump();
   }
-  auto wf = workflow::parse_workflow_file(example_dir() + "/workflow.yaml");
+  auto wf = workflow::parse_workflow_file(lead_dir() + "/workflow.yaml");
   ASSERT_TRUE(wf.is_ok()) << wf.status().message();
   for (const auto& role : (*wf)->roles()) EXPECT_TRUE(pids.count("worker-" + role)) << role;
   EXPECT_EQ(pids["batonctl"], dev.process().pid());
@@ -179,7 +104,7 @@ TEST(BatonctlDev, StartsWritesEnvAndStopsEverythingOnSigterm) {
 // Ctrl-C (SIGINT to batonctl alone: the children run in their own process
 // groups) stops everything in order too.
 TEST(BatonctlDev, StopsEverythingOnSigint) {
-  DevFleet dev;
+  DevFleet dev(lead_dir(), kNs);
   ASSERT_TRUE(dev.start());
   ASSERT_TRUE(dev.wait_ready());
   auto pids = dev.pids();
@@ -195,7 +120,7 @@ TEST(BatonctlDev, StopsEverythingOnSigint) {
 
 // SIGKILL of batonctl: every child gets SIGTERM from PR_SET_PDEATHSIG and ends.
 TEST(BatonctlDev, ChildrenDieWhenBatonctlIsKilled) {
-  DevFleet dev;
+  DevFleet dev(lead_dir(), kNs);
   ASSERT_TRUE(dev.start());
   ASSERT_TRUE(dev.wait_ready());
   auto pids = dev.pids();
@@ -223,7 +148,7 @@ TEST(BatonctlDev, ChildrenDieWhenBatonctlIsKilled) {
 
 // An unexpected child exit stops everything with exit 1, naming the child.
 TEST(BatonctlDev, ChildCrashStopsEverythingWithExit1) {
-  DevFleet dev;
+  DevFleet dev(lead_dir(), kNs);
   ASSERT_TRUE(dev.start());
   ASSERT_TRUE(dev.wait_ready());
   auto pids = dev.pids();
@@ -246,7 +171,7 @@ steps:
     role: greeter
     next: nowhere
 )");
-  DevFleet dev(dir);
+  DevFleet dev(dir, kNs);
   ASSERT_TRUE(dev.start());
   int st = 0;
   ASSERT_TRUE(dev.process().wait_exit(seconds(30), &st)) << read_file(dev.log());
@@ -260,7 +185,7 @@ steps:
 
 // Bad API input: malformed JSON -> 400, oversized body -> 413, both JSON errors.
 TEST(CoordinatorApi, RefusesMalformedAndOversizedBodiesWithJsonErrors) {
-  DevFleet dev;
+  DevFleet dev(lead_dir(), kNs);
   ASSERT_TRUE(dev.start());
   ASSERT_TRUE(dev.wait_ready());
   std::map<std::string, std::string> ct = {{"Content-Type", "application/json"}};
@@ -301,33 +226,6 @@ TEST(CoordinatorApi, RefusesMalformedAndOversizedBodiesWithJsonErrors) {
 
 // ---------------------------------------------------------------------------
 // 3 and 4: the sample leads through a whole fleet.
-
-// Runs `argv` to completion with stdout and stderr in separate files.
-struct CliResult {
-  bool exited = false;
-  int status = 0;
-  std::string out, err;
-};
-CliResult run_cli(const std::vector<std::string>& argv, const std::string& dir, milliseconds timeout) {
-  std::string out = dir + "/cli.out", err = dir + "/cli.err";
-  std::vector<std::string> sh = {"/bin/sh", "-c", "exec \"$@\" >\"$BATON_E2E_OUT\" 2>\"$BATON_E2E_ERR\"", "sh"};
-  sh.insert(sh.end(), argv.begin(), argv.end());
-  Process p;
-  CliResult r;
-  if (!p.start(sh, "", {{"BATON_E2E_OUT", out}, {"BATON_E2E_ERR", err}})) return r;
-  r.exited = p.wait_exit(timeout, &r.status);
-  if (!r.exited) p.kill();
-  r.out = read_file(out);
-  r.err = read_file(err);
-  return r;
-}
-
-Result<json> get_run(const std::string& api, const std::string& run_id) {
-  auto r = http::request("GET", api + "/v1/runs/" + run_id, "", 5000);
-  if (!r) return r.status();
-  if (r->status != 200) return Status(Code::kNotFound, std::to_string(r->status) + " " + r->body);
-  return parse_json_object(r->body);
-}
 
 // The step a run ended on: the one dispatched last (workflow order on a tie).
 std::string ended_step(const json& run) {
@@ -418,21 +316,19 @@ void check_outcomes_and_records(const std::string& api, const std::string& redis
 }
 
 TEST(LeadToMeeting, FiftyLeadsThroughBatonctlDevEndAsExpected) {
-  DevFleet dev;
+  DevFleet dev(lead_dir(), kNs);
   ASSERT_TRUE(dev.start());
   ASSERT_TRUE(dev.wait_ready());
-  std::string dir = make_temp_dir("baton-e2e-leads");
   auto r = run_cli({bin_dir() + "/batonctl", "run", "lead-to-meeting", "--api", dev.api(), "--inputs",
-                    example_dir() + "/leads.jsonl", "--wait", "--timeout", "180", "-o", "json", "--expect",
-                    example_dir() + "/expected.jsonl"},
-                   dir, seconds(240));
-  remove_tree(dir);
+                    lead_dir() + "/leads.jsonl", "--wait", "--timeout", "180", "-o", "json", "--expect",
+                    lead_dir() + "/expected.jsonl"},
+                   seconds(240));
   ASSERT_TRUE(r.exited) << r.err;
   EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << exit_text(r.status) << "\n" << r.out << r.err;
   auto summary = parse_json_object(r.out);
   ASSERT_TRUE(summary.is_ok()) << r.out << r.err;
-  auto expected = read_jsonl(example_dir() + "/expected.jsonl");
-  auto leads = read_jsonl(example_dir() + "/leads.jsonl");
+  auto expected = read_jsonl(lead_dir() + "/expected.jsonl");
+  auto leads = read_jsonl(lead_dir() + "/leads.jsonl");
   EXPECT_EQ(leads.size(), 50u);
   EXPECT_EQ((*summary)["total"], leads.size());
   EXPECT_EQ((*summary)["errors"], 0);
@@ -448,9 +344,9 @@ TEST(LeadToMeeting, FiftyLeadsThroughBatonctlDevEndAsExpected) {
   for (const auto& run : (*summary)["runs"]) {
     run_of_lead[run["input"].value("lead_id", "")] = run.value("run_id", "");
   }
-  auto wf = workflow::parse_workflow_file(example_dir() + "/workflow.yaml");
+  auto wf = workflow::parse_workflow_file(lead_dir() + "/workflow.yaml");
   ASSERT_TRUE(wf.is_ok()) << wf.status().message();
-  check_outcomes_and_records(dev.api(), dev.env().value("redis", ""), "e2e", **wf, run_of_lead, expected);
+  check_outcomes_and_records(dev.api(), dev.redis(), kNs, **wf, run_of_lead, expected);
 }
 
 // A whole fleet started by the test (not batonctl, which would stop everything
@@ -461,7 +357,7 @@ TEST(LeadToMeeting, QualifierKilledMidFlightStillEndsEveryRunOnce) {
   std::string dir = make_temp_dir("baton-e2e-chaos");
   // A copy of the workflow whose qualify step times out after 2 s and retries
   // often, so a task lost with the killed worker is retried quickly.
-  YAML::Node doc = YAML::LoadFile(example_dir() + "/workflow.yaml");
+  YAML::Node doc = YAML::LoadFile(lead_dir() + "/workflow.yaml");
   bool patched = false;
   for (auto step : doc["steps"]) {
     if (step["id"].as<std::string>() == "qualify") {
@@ -519,8 +415,8 @@ TEST(LeadToMeeting, QualifierKilledMidFlightStillEndsEveryRunOnce) {
     ASSERT_TRUE(workers[role].start(worker_argv(role), dir + "/worker-" + role + ".log"));
   }
 
-  auto leads = read_jsonl(example_dir() + "/leads.jsonl");
-  auto expected = read_jsonl(example_dir() + "/expected.jsonl");
+  auto leads = read_jsonl(lead_dir() + "/leads.jsonl");
+  auto expected = read_jsonl(lead_dir() + "/expected.jsonl");
   std::map<std::string, std::string> run_of_lead;
   auto submit = [&](std::size_t from, std::size_t to) {
     for (std::size_t i = from; i < to && i < leads.size(); ++i) {

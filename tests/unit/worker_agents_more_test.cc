@@ -6,39 +6,13 @@
 #include <string>
 
 #include "baton/agent.h"
+#include "tests/support/agents.h"
 
 namespace baton::agent {
 namespace {
 
 using nlohmann::json;
-
-const AgentRegistry& builtins() {
-  static const AgentRegistry r = [] {
-    AgentRegistry reg;
-    register_builtin_agents(reg);
-    return reg;
-  }();
-  return r;
-}
-
-AgentPtr make(const std::string& kind, const json& cfg) {
-  auto a = builtins().create(kind, cfg);
-  EXPECT_TRUE(a.is_ok()) << kind << ": " << a.status().to_string();
-  if (!a) return nullptr;
-  return std::move(a).value();
-}
-
-std::string refusal(const std::string& kind, const json& cfg) {
-  auto a = builtins().create(kind, cfg);
-  if (a) return "";
-  EXPECT_EQ(a.status().code(), Code::kInvalidArgument) << a.status().to_string();
-  return a.status().message();
-}
-
-AgentOutput run(Agent& a, json input, json steps = json::object()) {
-  OwnedInput in(v1::Task(), std::move(input), std::move(steps), json::object(), 1);
-  return a.execute(in.view());
-}
+using namespace baton::testing;  // builtins, make, refusal, run
 
 const json kVat = json::parse(R"({
   "required": ["steps.extract.supplier"],

@@ -9,40 +9,13 @@
 #include "baton/agent.h"
 #include "workers/agents/extract.h"
 #include "workers/agents/rules.h"
+#include "tests/support/agents.h"
 
 namespace baton::agent {
 namespace {
 
 using nlohmann::json;
-
-const AgentRegistry& builtins() {
-  static const AgentRegistry r = [] {
-    AgentRegistry reg;
-    register_builtin_agents(reg);
-    return reg;
-  }();
-  return r;
-}
-
-AgentPtr make(const std::string& kind, const json& cfg) {
-  auto a = builtins().create(kind, cfg);
-  EXPECT_TRUE(a.is_ok()) << kind << ": " << a.status().to_string();
-  if (!a) return nullptr;
-  return std::move(a).value();
-}
-
-// The refusal message of a bad config ("" when it was accepted).
-std::string refusal(const std::string& kind, const json& cfg) {
-  auto a = builtins().create(kind, cfg);
-  if (a) return "";
-  EXPECT_EQ(a.status().code(), Code::kInvalidArgument) << a.status().to_string();
-  return a.status().message();
-}
-
-AgentOutput run(Agent& a, json input, json record = json::object(), json steps = json::object()) {
-  OwnedInput in(v1::Task(), std::move(input), std::move(steps), std::move(record), 7);
-  return a.execute(in.view());
-}
+using namespace baton::testing;  // builtins, make, refusal, run
 
 TEST(AgentRegistry, ListsBuiltinsAndRefusesDuplicatesAndUnknownKinds) {
   EXPECT_EQ(builtins().kinds(), (std::vector<std::string>{"echo", "extract", "plan", "rules", "score", "template", "validate"}));
@@ -97,7 +70,7 @@ TEST(TemplateAgent, RendersFieldsFromInputRecordAndSteps) {
                               {{"greeting", "Hi {{input.name}}, owner {{record.owner}}"},
                                {"score", "{{steps.qualify.score}}"},
                                {"plain", "no placeholders"}}}});
-  auto out = run(*a, {{"name", "Ada"}}, {{"owner", "sales-emea"}}, {{"qualify", {{"score", 0.75}}}});
+  auto out = run(*a, {{"name", "Ada"}}, {{"qualify", {{"score", 0.75}}}}, {{"owner", "sales-emea"}});
   EXPECT_EQ(out.status, AgentOutput::kOk);
   EXPECT_EQ(out.output,
             (json{{"greeting", "Hi Ada, owner sales-emea"}, {"score", "0.75"}, {"plain", "no placeholders"}}));
@@ -307,7 +280,7 @@ TEST(ScoreAgent, ReadsRecordAndStepsAndRoundsToFourDecimals) {
                            {{{"path", "record.tier"}, {"op", "eq"}, {"value", "gold"}, {"weight", 1}},
                             {{"path", "steps.classify.intent"}, {"op", "eq"}, {"value", "sales"}, {"weight", 1}},
                             {{"path", "input.never"}, {"op", "exists"}, {"weight", 1}}}}});
-  auto out = run(*a, json::object(), {{"tier", "gold"}}, {{"classify", {{"intent", "sales"}}}});
+  auto out = run(*a, json::object(), {{"classify", {{"intent", "sales"}}}}, {{"tier", "gold"}});
   EXPECT_EQ(out.output["score"], 0.6667);
 }
 
