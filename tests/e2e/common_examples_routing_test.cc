@@ -161,11 +161,19 @@ TEST(ExamplesRouting, ContentReviewJoinsOnAQuorumOfReviewers) {
     EXPECT_EQ(a->detail.value("mode", ""), "quorum") << id;
     EXPECT_EQ(a->detail["succeeded"].size(), 2u) << id << ": " << a->detail.dump();
   }
-  // C-07 has no headline: the brand reviewer failed, the other two made the quorum.
+  // C-07 has no headline: the brand reviewer fails, the other two make the
+  // quorum. Which comes first is a race: brand's failure is either seen by the
+  // join (failed, with a branch_failed entry) or arrives after it (cancelled).
   const AuditEntry* j7 = find_audit(ex, "C-07", "joined");
   ASSERT_NE(j7, nullptr);
-  EXPECT_EQ(j7->detail["failed"], json::array({"brand"})) << j7->detail.dump();
-  EXPECT_NE(find_audit(ex, "C-07", "branch_failed"), nullptr) << kinds_of(ex, "C-07");
+  EXPECT_EQ(std::set<std::string>(j7->detail["succeeded"].begin(), j7->detail["succeeded"].end()),
+            (std::set<std::string>{"legal", "accuracy"}))
+      << j7->detail.dump();
+  if (j7->detail["failed"] == json::array({"brand"})) {
+    EXPECT_NE(find_audit(ex, "C-07", "branch_failed"), nullptr) << kinds_of(ex, "C-07");
+  } else {
+    EXPECT_EQ(j7->detail["cancelled"], json::array({"brand"})) << j7->detail.dump();
+  }
   // C-10: brand and accuracy both fail: a quorum of 2 cannot be reached.
   const AuditEntry* jf = find_audit(ex, "C-10", "join_failed");
   ASSERT_NE(jf, nullptr) << kinds_of(ex, "C-10");
