@@ -53,7 +53,7 @@ class Patterns : public ::testing::Test {
     return engine.start(wf.get(), "run-1", 0, s, now, st);
   }
   Transition result(const std::string& step, StepResult::Status status, const json& output = json::object(),
-                    uint32_t attempt = 1) {
+                    uint32_t attempt = 1, const json* record = nullptr) {
     StepResult r;
     r.set_step_id(step);
     r.set_attempt(attempt);
@@ -61,7 +61,7 @@ class Patterns : public ::testing::Test {
     r.set_output_json(output.dump());
     r.set_worker_id("w");
     now += 10;
-    return engine.on_result(*wf, st, r, {}, now);
+    return engine.on_result(*wf, st, r, {}, now, record);
   }
   Transition ok(const std::string& step, const json& output = json::object()) {
     return result(step, StepResult::OK, output);
@@ -402,11 +402,6 @@ TEST_F(Patterns, InstanceStateRoundTrips) {
   EXPECT_EQ(step_of("plain"), "plain");
 }
 
-}  // namespace
-}  // namespace baton::coordinator
-
-namespace baton::coordinator {
-namespace {
 
 TEST_F(Patterns, NeedsReviewOfAnIgnoredBranchOnlyCountsAsNotSucceeded) {
   start(parallel_yaml("quorum(2)"));
@@ -423,11 +418,6 @@ TEST_F(Patterns, NeedsReviewOfAnIgnoredBranchOnlyCountsAsNotSucceeded) {
   EXPECT_EQ(st.reason, "needs_review");
 }
 
-}  // namespace
-}  // namespace baton::coordinator
-
-namespace baton::coordinator {
-namespace {
 
 TEST_F(Patterns, EarlierRoundsOutputsAreKeptInTheHistory) {
   start(kLoop);
@@ -469,14 +459,9 @@ TEST_F(Patterns, TheRunRecordsWhereItEnded) {
   EXPECT_EQ(st.ended_at, "escalate");
 }
 
-}  // namespace
-}  // namespace baton::coordinator
-
-namespace baton::coordinator {
-namespace {
 
 TEST_F(Patterns, ConditionsReadTheRecordAndTheRun) {
-  wf = load(R"(name: x
+  const std::string yaml = R"(name: x
 record: "acct:{{input.id}}"
 steps:
   - id: a
@@ -485,25 +470,15 @@ steps:
       - { when: "record.tier == \"gold\" and run.steps.a.n > 1", to: b }
       - { else: end }
   - { id: b, role: r }
-)");
+)";
+  start(yaml);
   EXPECT_TRUE(Engine::reads_record(*wf));
-  baton::v1::RunStarted s;
-  s.set_workflow("x");
-  s.set_input_json(R"({"id":"T-1"})");
-  engine.start(wf.get(), "run-1", 0, s, now, st);
-  StepResult r;
-  r.set_step_id("a");
-  r.set_attempt(1);
-  r.set_status(StepResult::OK);
-  r.set_output_json(R"({"n":2})");
   json record = {{"tier", "gold"}};
-  Transition t = engine.on_result(*wf, st, r, {}, now, &record);
-  EXPECT_EQ(dispatched(t), std::vector<std::string>{"b"});
+  EXPECT_EQ(dispatched(result("a", StepResult::OK, {{"n", 2}}, 1, &record)), std::vector<std::string>{"b"});
   // Without the record, record.tier is null: the else rule.
   st = RunState();
-  engine.start(wf.get(), "run-1", 0, s, now, st);
-  t = engine.on_result(*wf, st, r, {}, now, nullptr);
-  EXPECT_EQ(t.ending, "completed");
+  start(yaml);
+  EXPECT_EQ(result("a", StepResult::OK, {{"n", 2}}).ending, "completed");
   EXPECT_FALSE(Engine::reads_record(*load(kRoute)));
 }
 
