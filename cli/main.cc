@@ -7,6 +7,7 @@
 #include "cli/api.h"
 #include "cli/commands.h"
 #include "cli/dev.h"
+#include "cli/human.h"
 #include "cli/workflows.h"
 #include "common/util/log.h"
 
@@ -78,6 +79,28 @@ int main(int argc, char** argv) {
   wf_list->add_option("-o,--output", wf_output, "text or json")->capture_default_str()->check(CLI::IsMember({"text", "json"}));
   add_api(wf_list);
 
+  // audit
+  std::string audit_run, audit_output = "text";
+  auto* audit_cmd = app.add_subcommand("audit", "print a run's audit trail as a timeline");
+  audit_cmd->add_option("run_id", audit_run, "run id")->required();
+  audit_cmd->add_option("-o,--output", audit_output, "text or json")->capture_default_str()->check(CLI::IsMember({"text", "json"}));
+  add_api(audit_cmd);
+
+  // exceptions
+  auto* exc_cmd = app.add_subcommand("exceptions", "the exception queue: runs that ended in an exception");
+  exc_cmd->require_subcommand(1);
+  std::string exc_workflow, exc_output = "text", exc_run;
+  int exc_limit = 100;
+  auto* exc_list = exc_cmd->add_subcommand("list", "list the queue, newest first");
+  exc_list->add_option("--workflow", exc_workflow, "only this workflow");
+  exc_list->add_option("--limit", exc_limit, "at most this many (1-1000)")->capture_default_str()->check(CLI::Range(1, 1000));
+  exc_list->add_option("-o,--output", exc_output, "text or json")->capture_default_str()->check(CLI::IsMember({"text", "json"}));
+  add_api(exc_list);
+  auto* exc_show = exc_cmd->add_subcommand("show", "one run in the queue: reason, step, detail, last decisions");
+  exc_show->add_option("run_id", exc_run, "run id")->required();
+  exc_show->add_option("-o,--output", exc_output, "text or json")->capture_default_str()->check(CLI::IsMember({"text", "json"}));
+  add_api(exc_show);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -94,6 +117,9 @@ int main(int argc, char** argv) {
       return run_command(run);
     }
     if (*get_cmd) return get_command(resolve_api(api_flag, state_dir), run_id);
+    if (*audit_cmd) return audit_command(resolve_api(api_flag, state_dir), audit_run, audit_output);
+    if (*exc_list) return exceptions_list(resolve_api(api_flag, state_dir), exc_workflow, exc_limit, exc_output);
+    if (*exc_show) return exceptions_show(resolve_api(api_flag, state_dir), exc_run, exc_output);
     if (*wf_validate) return workflows_validate(wf_files);
     if (*wf_apply) return workflows_apply(resolve_api(api_flag, state_dir), wf_file);
     if (*wf_list) return workflows_list(resolve_api(api_flag, state_dir), wf_output);

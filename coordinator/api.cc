@@ -126,10 +126,21 @@ http::Response Api::handle(const http::Request& req) {
     return http::json_error(405, "method_not_allowed", "use POST /v1/runs");
   }
   if (req.path == "/v1/workflows" || req.path.rfind("/v1/workflows/", 0) == 0) return workflows(req);
+  if (req.path == "/v1/exceptions") {
+    if (req.method != "GET") return http::json_error(405, "method_not_allowed", "use GET /v1/exceptions");
+    return list_exceptions(req);
+  }
   constexpr std::string_view kRunPrefix = "/v1/runs/";
   if (req.path.rfind(kRunPrefix, 0) == 0) {
     std::string_view id = std::string_view(req.path).substr(kRunPrefix.size());
     if (req.method != "GET") return http::json_error(405, "method_not_allowed", "use GET /v1/runs/{id}");
+    constexpr std::string_view kAudit = "/audit";
+    if (id.size() > kAudit.size() && id.substr(id.size() - kAudit.size()) == kAudit) {
+      id.remove_suffix(kAudit.size());
+      if (id.size() > 128 || id.find_first_of("/{}: ") != std::string_view::npos)
+        return http::json_error(400, "invalid_argument", "bad run id");
+      return get_audit(id);
+    }
     if (id.empty() || id.size() > 128 || id.find_first_of("/{}: ") != std::string_view::npos)
       return http::json_error(400, "invalid_argument", "bad run id");
     return get_run(id);
@@ -273,6 +284,93 @@ http::Response Api::get_run(std::string_view run_id) {
   http::Response r;
   r.body = render_run_json(st, wf.get());
   return r;
+}
+
+// The run's audit stream, oldest first: [{id, kind, at_ms, actor, detail}].
+// At most kMaxAuditEntries entries; `truncated` says when there were more.
+http::Response Api::get_audit(std::string_view run_id) {
+  constexpr int kMaxAuditEntries = 10000;
+  redis::Client* c = redis_for_thread();
+  if (!c) return http::json_error(503, "unavailable", "redis is unreachable");
+  c->append({"EXISTS", keys::run(opts_.ns, run_id)});
+  c->append({"XRANGE", keys::run_audit(opts_.ns, run_id), "-", "+", "COUNT", std::to_string(kMaxAuditEntries + 1)});
+  auto replies = c->exec();
+  if (!replies || replies->size() != 2) {
+    return http::json_error(503, "unavailable", replies ? "short reply" : replies.status().message());
+  }
+  if ((*replies)[0].integer == 0) return http::json_error(404, "not_found", "no run " + std::string(run_id));
+  json entries = json::array();
+  const auto& items = (*replies)[1].elements;
+  for (std::size_t i = 0; i < items.size() && i < static_cast<std::size_t>(kMaxAuditEntries); ++i) {
+    const auto& e = items[i];
+    if (e.elements.size() != 2) continue;
+    json entry = {{"id", e.elements[0].str}};
+    const auto& fields = e.elements[1].elements;
+    for (std::size_t k = 0; k + 1 < fields.size(); k += 2) {
+      const std::string& name = fields[k].str;
+      const std::string& value = fields[k + 1].str;
+      if (name == "kind" || name == "actor") {
+        entry[name] = value;
+      } else if (name == "at") {
+        entry["at_ms"] = std::strtoll(value.c_str(), nullptr, 10);
+      } else if (name == "detail") {
+        auto d = parse_json(value, limits::kMaxMessageBytes);
+        entry["detail"] = d ? std::move(d).value() : json(value);
+      }
+    }
+    entries.push_back(std::move(entry));
+  }
+  return json_response(200, {{"run_id", std::string(run_id)},
+                             {"entries", std::move(entries)},
+                             {"truncated", items.size() > static_cast<std::size_t>(kMaxAuditEntries)}});
+}
+
+// The exception queue, newest first: runs that ended in an exception, with the
+// reason, where they ended and the detail. `?workflow=` filters, `?limit=`
+// (1..1000, default 100) bounds the page.
+http::Response Api::list_exceptions(const http::Request& req) {
+  int limit = 100;
+  if (auto it = req.query.find("limit"); it != req.query.end()) {
+    char* end = nullptr;
+    long v = std::strtol(it->second.c_str(), &end, 10);
+    if (it->second.empty() || *end != '\0' || v < 1 || v > 1000)
+      return http::json_error(400, "invalid_argument", "limit must be an integer from 1 to 1000");
+    limit = static_cast<int>(v);
+  }
+  std::string workflow;
+  if (auto it = req.query.find("workflow"); it != req.query.end()) workflow = it->second;
+  redis::Client* c = redis_for_thread();
+  if (!c) return http::json_error(503, "unavailable", "redis is unreachable");
+  // A filter may skip entries: scan at most 10 pages of the queue for one page of answers.
+  const int scan = workflow.empty() ? limit : limit * 10;
+  auto ids = c->command({"ZREVRANGE", keys::exceptions(opts_.ns), "0", std::to_string(scan - 1), "WITHSCORES"});
+  if (!ids) return http::json_error(503, "unavailable", ids.status().message());
+  const auto& el = ids->elements;
+  for (std::size_t i = 0; i + 1 < el.size(); i += 2)
+    c->append({"HMGET", keys::run(opts_.ns, el[i].str), "wf", "ver", "reason", "detail", "at", "created", "ended",
+               "record"});
+  json out = json::array();
+  if (!el.empty()) {
+    auto rows = c->exec();
+    if (!rows) return http::json_error(503, "unavailable", rows.status().message());
+    for (std::size_t i = 0; i < rows->size() && 2 * i + 1 < el.size(); ++i) {
+      const auto& f = (*rows)[i].elements;
+      if (f.size() != 8 || f[0].is_nil()) continue;  // the run hash is gone
+      if (!workflow.empty() && f[0].str != workflow) continue;
+      out.push_back({{"run_id", el[2 * i].str},
+                     {"workflow", f[0].str},
+                     {"version", std::strtoll(f[1].str.c_str(), nullptr, 10)},
+                     {"reason", f[2].str},
+                     {"detail", f[3].str},
+                     {"step", f[4].str},
+                     {"created_ms", std::strtoll(f[5].str.c_str(), nullptr, 10)},
+                     {"ended_ms", std::strtoll(f[6].str.c_str(), nullptr, 10)},
+                     {"record_key", f[7].str},
+                     {"queued_ms", std::strtoll(el[2 * i + 1].str.c_str(), nullptr, 10)}});
+      if (out.size() >= static_cast<std::size_t>(limit)) break;
+    }
+  }
+  return json_response(200, {{"exceptions", std::move(out)}});
 }
 
 }  // namespace baton::coordinator

@@ -39,6 +39,8 @@ class Api {
  private:
   http::Response start_run(const http::Request& req);
   http::Response get_run(std::string_view run_id);
+  http::Response get_audit(std::string_view run_id);
+  http::Response list_exceptions(const http::Request& req);
   http::Response workflows(const http::Request& req);
   http::Response apply_workflow(const http::Request& req);
   redis::Client* redis_for_thread();

@@ -1,0 +1,147 @@
+#include "cli/human.h"
+
+#include <cstdio>
+
+#include "cli/api.h"
+#include "cli/commands.h"
+
+namespace baton::cli {
+namespace {
+
+using nlohmann::json;
+
+std::string str(const json& j, const char* key) {
+  if (!j.is_object()) return "";
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return "";
+  return it->is_string() ? it->get<std::string>() : it->dump();
+}
+
+std::string pad(std::string s, std::size_t width) {
+  if (s.size() < width) s.append(width - s.size(), ' ');
+  return s;
+}
+
+// A short, readable summary of an entry's detail, per kind.
+std::string summary(const std::string& kind, const json& d) {
+  if (kind == "run_started") return str(d, "workflow") + " v" + str(d, "version") + " dedupe " + str(d, "dedupe_key");
+  if (kind == "task_dispatched") return str(d, "step") + " -> role " + str(d, "role") + " (attempt " + str(d, "attempt") + ")";
+  if (kind == "step_result") {
+    std::string s = str(d, "step") + " " + str(d, "status") + " by " + str(d, "worker") + " in " +
+                    str(d, "duration_ms") + " ms";
+    if (d.contains("error")) s += " error " + str(d, "error");
+    if (d.contains("usage")) s += " model " + str(d["usage"], "model") + " tokens " + str(d["usage"], "tokens_in") +
+                                  "/" + str(d["usage"], "tokens_out");
+    return s;
+  }
+  if (kind == "routed") return str(d, "step") + ": " + str(d, "when") + " -> " + str(d, "to");
+  if (kind == "handoff") return str(d, "step") + " -> " + str(d, "to");
+  if (kind == "handoff_refused") return str(d, "step") + " named " + str(d, "named") + ", allowed " + str(d, "allowed");
+  if (kind == "record_written") {
+    std::string s = str(d, "record") + " v" + str(d, "version") + ":";
+    if (d.contains("fields") && d["fields"].is_object()) {
+      for (const auto& [f, ch] : d["fields"].items()) s += " " + f + " " + str(ch, "old") + " -> " + str(ch, "new");
+    }
+    return s;
+  }
+  if (kind == "run_exception") return str(d, "reason") + ": " + str(d, "detail");
+  if (kind == "run_completed") return "in " + str(d, "duration_ms") + " ms";
+  if (kind == "plan") return str(d, "step") + " round " + str(d, "round") + ": " + (d.contains("plan") ? d["plan"].dump() : "");
+  if (kind == "joined" || kind == "join_failed") {
+    return str(d, "step") + " succeeded " + str(d, "succeeded") + " failed " + str(d, "failed") +
+           (d.contains("cancelled") ? " cancelled " + str(d, "cancelled") : "");
+  }
+  if (kind == "retry_scheduled") return str(d, "step") + " attempt " + str(d, "attempt") + " failed (" +
+                                        str(d, "error") + "), retry in " + str(d, "delay_ms") + " ms";
+  return d.is_object() && d.empty() ? "" : d.dump();
+}
+
+bool fetch(const std::string& api, const std::string& path, const char* who, ApiResponse& out) {
+  auto r = api_get(api, path);
+  if (!r) {
+    std::fprintf(stderr, "%s: %s\n", who, r.status().message().c_str());
+    return false;
+  }
+  if (r->status != 200) {
+    std::fprintf(stderr, "%s: %s\n", who, describe_api_error(*r).c_str());
+    return false;
+  }
+  out = std::move(r).value();
+  return true;
+}
+
+}  // namespace
+
+std::string timeline_line(const json& entry, int64_t t0_ms) {
+  int64_t at = entry.value("at_ms", int64_t{0});
+  char rel[32];
+  std::snprintf(rel, sizeof rel, "+%.3fs", static_cast<double>(at - t0_ms) / 1000.0);
+  std::string kind = str(entry, "kind");
+  std::string line = pad(rel, 10) + pad(kind, 18) + pad(str(entry, "actor"), 14);
+  std::string s = summary(kind, entry.contains("detail") ? entry["detail"] : json::object());
+  line += s;
+  while (!line.empty() && line.back() == ' ') line.pop_back();
+  return line;
+}
+
+int audit_command(const std::string& api, const std::string& run_id, const std::string& output) {
+  ApiResponse r;
+  if (!fetch(api, "/v1/runs/" + run_id + "/audit", "batonctl audit", r)) return kExitError;
+  if (output == "json") {
+    std::printf("%s\n", r.body.dump().c_str());
+    return kExitOk;
+  }
+  const json& entries = r.body["entries"];
+  int64_t t0 = entries.empty() ? 0 : entries[0].value("at_ms", int64_t{0});
+  std::printf("run %s: %zu audit entries\n", run_id.c_str(), entries.size());
+  for (const auto& e : entries) std::printf("%s\n", timeline_line(e, t0).c_str());
+  if (r.body.value("truncated", false)) std::printf("(truncated: more entries than the API returns)\n");
+  return kExitOk;
+}
+
+int exceptions_list(const std::string& api, const std::string& workflow, int limit, const std::string& output) {
+  std::string path = "/v1/exceptions?limit=" + std::to_string(limit);
+  if (!workflow.empty()) path += "&workflow=" + workflow;
+  ApiResponse r;
+  if (!fetch(api, path, "batonctl exceptions list", r)) return kExitError;
+  if (output == "json") {
+    std::printf("%s\n", r.body.dump().c_str());
+    return kExitOk;
+  }
+  std::printf("%s%s%s%s%s\n", pad("RUN", 34).c_str(), pad("WORKFLOW", 22).c_str(), pad("STEP", 16).c_str(),
+              pad("REASON", 22).c_str(), "DETAIL");
+  for (const auto& e : r.body["exceptions"]) {
+    std::string wf = str(e, "workflow") + "@" + str(e, "version");
+    std::printf("%s%s%s%s%s\n", pad(str(e, "run_id"), 34).c_str(), pad(wf, 22).c_str(), pad(str(e, "step"), 16).c_str(),
+                pad(str(e, "reason"), 22).c_str(), str(e, "detail").c_str());
+  }
+  return kExitOk;
+}
+
+int exceptions_show(const std::string& api, const std::string& run_id, const std::string& output) {
+  ApiResponse run, audit;
+  if (!fetch(api, "/v1/runs/" + run_id, "batonctl exceptions show", run)) return kExitError;
+  if (!fetch(api, "/v1/runs/" + run_id + "/audit", "batonctl exceptions show", audit)) return kExitError;
+  if (output == "json") {
+    std::printf("%s\n", json{{"run", run.body}, {"audit", audit.body["entries"]}}.dump().c_str());
+    return str(run.body, "status") == "exception" ? kExitOk : kExitError;
+  }
+  const json& b = run.body;
+  std::printf("run:      %s\nworkflow: %s v%s\nstatus:   %s\n", run_id.c_str(), str(b, "workflow").c_str(),
+              str(b, "version").c_str(), str(b, "status").c_str());
+  if (str(b, "status") != "exception") {
+    std::fprintf(stderr, "batonctl exceptions show: run %s is not in the exception queue\n", run_id.c_str());
+    return kExitError;
+  }
+  std::printf("reason:   %s\nstep:     %s\ndetail:   %s\nrecord:   %s\ninput:    %s\n", str(b, "reason").c_str(),
+              str(b, "ended_step").c_str(), str(b, "reason_detail").c_str(), str(b, "record_key").c_str(),
+              b.contains("input") ? b["input"].dump().c_str() : "{}");
+  const json& entries = audit.body["entries"];
+  int64_t t0 = entries.empty() ? 0 : entries[0].value("at_ms", int64_t{0});
+  std::size_t from = entries.size() > 8 ? entries.size() - 8 : 0;
+  std::printf("last decisions:\n");
+  for (std::size_t i = from; i < entries.size(); ++i) std::printf("  %s\n", timeline_line(entries[i], t0).c_str());
+  return kExitOk;
+}
+
+}  // namespace baton::cli

@@ -1,0 +1,27 @@
+// batonctl commands over the human-control read side of the API: the audit
+// trail of a run and the exception queue (docs: cli/README.md). Each returns a
+// process exit code (kExitOk, kExitError); JSON or text on stdout, errors on
+// stderr.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace baton::cli {
+
+// `batonctl audit RUN_ID`: the run's audit trail as a timeline (text) or the
+// API's JSON (`-o json`).
+int audit_command(const std::string& api, const std::string& run_id, const std::string& output);
+
+// `batonctl exceptions list [--workflow W] [--limit N]`.
+int exceptions_list(const std::string& api, const std::string& workflow, int limit, const std::string& output);
+// `batonctl exceptions show RUN_ID`: the run's reason, where it ended, and
+// the last decisions of its audit trail.
+int exceptions_show(const std::string& api, const std::string& run_id, const std::string& output);
+
+// One audit entry as a timeline line: "+1.234s  routed         qualify: output.score >= 0.7 -> book".
+// `t0_ms` is the run's first entry time. Pure; exposed for tests.
+std::string timeline_line(const nlohmann::json& entry, int64_t t0_ms);
+
+}  // namespace baton::cli

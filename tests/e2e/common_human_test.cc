@@ -1,0 +1,105 @@
+// The read side of human control through the real processes: the exception
+// queue (GET /v1/exceptions, `batonctl exceptions list|show`) and a run's
+// audit trail (GET /v1/runs/{id}/audit, `batonctl audit`), on the
+// support-triage example.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <map>
+#include <set>
+#include <string>
+
+#include "common/http/http.h"
+#include "tests/support/fleet.h"
+#include "tests/support/process.h"
+
+namespace baton::testing {
+namespace {
+
+using nlohmann::json;
+using std::chrono::seconds;
+
+json get_json(const std::string& url, int* status) {
+  auto r = http::request("GET", url, "", 5000);
+  *status = r ? r->status : 0;
+  if (!r) return json();
+  return json::parse(r->body, nullptr, false);
+}
+
+TEST(HumanControl, ExceptionQueueAndAuditTrailReadThroughApiAndBatonctl) {
+  const std::string dir = example_dir("support-triage");
+  DevFleet fleet(dir, "human");
+  ASSERT_TRUE(fleet.start());
+  ASSERT_TRUE(fleet.wait_ready());
+  auto run = run_cli({bin_dir() + "/batonctl", "run", "support-triage", "--api", fleet.api(), "--inputs",
+                      dir + "/inputs.jsonl", "--wait", "--timeout", "60", "-o", "json"},
+                     seconds(90));
+  ASSERT_TRUE(run.exited) << run.err;
+  json summary = json::parse(run.out, nullptr, false);
+  ASSERT_TRUE(summary.is_object()) << run.out << run.err;
+  const std::size_t want = summary.value("exceptions", 0u);
+  ASSERT_GT(want, 0u);
+
+  // The queue holds every run that ended in an exception, with its reason and step.
+  int status = 0;
+  json q = get_json(fleet.api() + "/v1/exceptions", &status);
+  ASSERT_EQ(status, 200) << q.dump();
+  ASSERT_EQ(q["exceptions"].size(), want) << q.dump();
+  std::map<std::string, std::string> reason_of;
+  for (const auto& e : q["exceptions"]) {
+    EXPECT_EQ(e["workflow"], "support-triage");
+    reason_of[e["run_id"]] = e["reason"];
+    json r = get_json(fleet.api() + "/v1/runs/" + e["run_id"].get<std::string>(), &status);
+    ASSERT_EQ(status, 200);
+    EXPECT_EQ(r["status"], "exception");
+    EXPECT_EQ(r["reason"], e["reason"]);
+    EXPECT_EQ(r["ended_step"], e["step"]);
+  }
+  std::set<std::string> reasons;
+  for (const auto& [id, reason] : reason_of) reasons.insert(reason);
+  EXPECT_EQ(reasons, (std::set<std::string>{"handoff_not_allowed", "routed_to_exception"}));
+  EXPECT_EQ(get_json(fleet.api() + "/v1/exceptions?limit=1", &status)["exceptions"].size(), 1u);
+  EXPECT_TRUE(get_json(fleet.api() + "/v1/exceptions?workflow=other", &status)["exceptions"].empty());
+  json bad = get_json(fleet.api() + "/v1/exceptions?limit=0", &status);
+  EXPECT_EQ(status, 400);
+  EXPECT_EQ(bad["error"]["code"], "invalid_argument");
+
+  // A refused handoff: its audit trail, in order.
+  std::string refused;
+  for (const auto& [id, reason] : reason_of)
+    if (reason == "handoff_not_allowed") refused = id;
+  json audit = get_json(fleet.api() + "/v1/runs/" + refused + "/audit", &status);
+  ASSERT_EQ(status, 200);
+  std::vector<std::string> kinds;
+  for (const auto& e : audit["entries"]) kinds.push_back(e["kind"]);
+  EXPECT_EQ(kinds, (std::vector<std::string>{"run_started", "task_dispatched", "step_result", "routed",
+                                             "task_dispatched", "step_result", "handoff_refused", "run_exception"}));
+  EXPECT_EQ(audit["entries"][3]["detail"]["to"], "assign");
+  EXPECT_EQ(audit["entries"][6]["detail"]["named"], "sales");
+  EXPECT_EQ(audit["truncated"], false);
+  EXPECT_EQ(get_json(fleet.api() + "/v1/runs/no-such-run/audit", &status)["error"]["code"], "not_found");
+  EXPECT_EQ(status, 404);
+
+  // The same through batonctl.
+  auto text = run_cli({bin_dir() + "/batonctl", "audit", refused, "--api", fleet.api()}, seconds(30));
+  ASSERT_TRUE(text.exited);
+  EXPECT_TRUE(WIFEXITED(text.status) && WEXITSTATUS(text.status) == 0) << text.err;
+  EXPECT_NE(text.out.find("8 audit entries"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("handoff_refused"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("assign named sales"), std::string::npos) << text.out;
+  auto list = run_cli({bin_dir() + "/batonctl", "exceptions", "list", "-o", "json", "--api", fleet.api()}, seconds(30));
+  ASSERT_TRUE(list.exited);
+  EXPECT_EQ(json::parse(list.out, nullptr, false)["exceptions"].size(), want) << list.out << list.err;
+  auto show = run_cli({bin_dir() + "/batonctl", "exceptions", "show", refused, "--api", fleet.api()}, seconds(30));
+  ASSERT_TRUE(show.exited);
+  EXPECT_TRUE(WIFEXITED(show.status) && WEXITSTATUS(show.status) == 0) << show.err;
+  EXPECT_NE(show.out.find("reason:   handoff_not_allowed"), std::string::npos) << show.out;
+  EXPECT_NE(show.out.find("step:     assign"), std::string::npos) << show.out;
+  auto missing = run_cli({bin_dir() + "/batonctl", "audit", "no-such-run", "--api", fleet.api()}, seconds(30));
+  ASSERT_TRUE(missing.exited);
+  EXPECT_TRUE(WIFEXITED(missing.status) && WEXITSTATUS(missing.status) == 1);
+  EXPECT_NE(missing.err.find("404 not_found"), std::string::npos) << missing.err;
+}
+
+}  // namespace
+}  // namespace baton::testing
