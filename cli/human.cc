@@ -1,6 +1,8 @@
 #include "cli/human.h"
 
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 
 #include "cli/api.h"
 #include "cli/commands.h"
@@ -141,6 +143,39 @@ int exceptions_show(const std::string& api, const std::string& run_id, const std
   std::size_t from = entries.size() > 8 ? entries.size() - 8 : 0;
   std::printf("last decisions:\n");
   for (std::size_t i = from; i < entries.size(); ++i) std::printf("  %s\n", timeline_line(entries[i], t0).c_str());
+  return kExitOk;
+}
+
+int exceptions_act(const std::string& api, const std::string& action, const std::string& run_id,
+                   const std::string& step, const std::string& input_file, const std::string& output_file,
+                   const std::string& comment) {
+  const std::string who = "batonctl exceptions " + action;
+  json body = {{"action", action}};
+  if (!step.empty()) body["step"] = step;
+  if (!comment.empty()) body["comment"] = comment;
+  for (const auto& [field, path] : {std::pair<const char*, const std::string&>{"input", input_file},
+                                    std::pair<const char*, const std::string&>{"output", output_file}}) {
+    if (path.empty()) continue;
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    json j = in ? json::parse(text.str(), nullptr, false) : json();
+    if (!j.is_object()) {
+      std::fprintf(stderr, "%s: %s is not a JSON object file\n", who.c_str(), path.c_str());
+      return kExitError;
+    }
+    body[field] = std::move(j);
+  }
+  auto r = api_post(api, "/v1/exceptions/" + run_id, body);
+  if (!r) {
+    std::fprintf(stderr, "%s: %s\n", who.c_str(), r.status().message().c_str());
+    return kExitError;
+  }
+  if (r->status != 202) {
+    std::fprintf(stderr, "%s: %s\n", who.c_str(), describe_api_error(*r).c_str());
+    return kExitError;
+  }
+  std::printf("%s %s: accepted\n", action.c_str(), run_id.c_str());
   return kExitOk;
 }
 

@@ -20,6 +20,13 @@ int exceptions_list(const std::string& api, const std::string& workflow, int lim
 // the last decisions of its audit trail.
 int exceptions_show(const std::string& api, const std::string& run_id, const std::string& output);
 
+// `batonctl exceptions retry|resolve|cancel RUN_ID`: POST /v1/exceptions/{id}
+// with {"action", "step", "input" (retry), "output" (resolve), "comment"}.
+// `input_file` / `output_file`: a JSON object file, or "" for none.
+int exceptions_act(const std::string& api, const std::string& action, const std::string& run_id,
+                   const std::string& step, const std::string& input_file, const std::string& output_file,
+                   const std::string& comment);
+
 // One audit entry as a timeline line: "+1.234s  routed         qualify: output.score >= 0.7 -> book".
 // `t0_ms` is the run's first entry time. Pure; exposed for tests.
 std::string timeline_line(const nlohmann::json& entry, int64_t t0_ms);

@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <map>
 #include <exception>
 
 #include "cli/api.h"
@@ -100,6 +101,21 @@ int main(int argc, char** argv) {
   exc_show->add_option("run_id", exc_run, "run id")->required();
   exc_show->add_option("-o,--output", exc_output, "text or json")->capture_default_str()->check(CLI::IsMember({"text", "json"}));
   add_api(exc_show);
+  std::string act_step, act_input, act_output, act_comment;
+  std::map<std::string, CLI::App*> act_cmds;
+  for (const char* action : {"retry", "resolve", "cancel"}) {
+    std::string help = std::string(action) == "retry"     ? "run a step again (default: where the run ended), optionally with a new input"
+                       : std::string(action) == "resolve" ? "take a manual output for a step and continue the run"
+                                                          : "end the run and take it out of the queue";
+    auto* c = exc_cmd->add_subcommand(action, help);
+    c->add_option("run_id", exc_run, "run id")->required();
+    if (std::string(action) != "cancel") c->add_option("--step", act_step, "the step (a top-level step of the workflow)");
+    if (std::string(action) == "retry") c->add_option("--input", act_input, "new run input: a JSON object file");
+    if (std::string(action) == "resolve") c->add_option("--output", act_output, "the manual output: a JSON object file")->required();
+    c->add_option("--comment", act_comment, "why (kept in the audit trail)");
+    add_api(c);
+    act_cmds[action] = c;
+  }
 
   try {
     app.parse(argc, argv);
@@ -120,6 +136,11 @@ int main(int argc, char** argv) {
     if (*audit_cmd) return audit_command(resolve_api(api_flag, state_dir), audit_run, audit_output);
     if (*exc_list) return exceptions_list(resolve_api(api_flag, state_dir), exc_workflow, exc_limit, exc_output);
     if (*exc_show) return exceptions_show(resolve_api(api_flag, state_dir), exc_run, exc_output);
+    for (const auto& [action, c] : act_cmds) {
+      if (*c)
+        return exceptions_act(resolve_api(api_flag, state_dir), action, exc_run, act_step, act_input, act_output,
+                              act_comment);
+    }
     if (*wf_validate) return workflows_validate(wf_files);
     if (*wf_apply) return workflows_apply(resolve_api(api_flag, state_dir), wf_file);
     if (*wf_list) return workflows_list(resolve_api(api_flag, state_dir), wf_output);

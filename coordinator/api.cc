@@ -130,6 +130,14 @@ http::Response Api::handle(const http::Request& req) {
     if (req.method != "GET") return http::json_error(405, "method_not_allowed", "use GET /v1/exceptions");
     return list_exceptions(req);
   }
+  constexpr std::string_view kExceptionPrefix = "/v1/exceptions/";
+  if (req.path.rfind(kExceptionPrefix, 0) == 0) {
+    std::string_view id = std::string_view(req.path).substr(kExceptionPrefix.size());
+    if (req.method != "POST") return http::json_error(405, "method_not_allowed", "use POST /v1/exceptions/{run_id}");
+    if (id.empty() || id.size() > 128 || id.find_first_of("/{}: ") != std::string_view::npos)
+      return http::json_error(400, "invalid_argument", "bad run id");
+    return act_on_exception(req, id);
+  }
   constexpr std::string_view kRunPrefix = "/v1/runs/";
   if (req.path.rfind(kRunPrefix, 0) == 0) {
     std::string_view id = std::string_view(req.path).substr(kRunPrefix.size());
@@ -323,6 +331,75 @@ http::Response Api::get_audit(std::string_view run_id) {
   return json_response(200, {{"run_id", std::string(run_id)},
                              {"entries", std::move(entries)},
                              {"truncated", items.size() > static_cast<std::size_t>(kMaxAuditEntries)}});
+}
+
+// An operator action on a run in the exception queue, as a RunEvent applied by
+// the run's owner (the engine checks it again there):
+// {"action": "retry" | "resolve" | "cancel", "step"?, "input"? (retry),
+//  "output"? (resolve, required), "comment"?}. 202 when the event is on the
+// events topic; 404 unknown run; 409 not in the queue.
+http::Response Api::act_on_exception(const http::Request& req, std::string_view run_id) {
+  auto body = parse_json_object(req.body);
+  if (!body) {
+    int status = body.status().code() == Code::kTooLarge ? 413 : 400;
+    return http::json_error(status, code_name(body.status().code()), body.status().message());
+  }
+  const json& b = *body;
+  auto str_field = [&](const char* name, std::string& out) -> bool {
+    auto it = b.find(name);
+    if (it == b.end() || it->is_null()) return true;
+    if (!it->is_string()) return false;
+    out = it->get<std::string>();
+    return true;
+  };
+  std::string action, step, comment;
+  if (!str_field("action", action) || !str_field("step", step) || !str_field("comment", comment))
+    return http::json_error(400, "invalid_argument", "fields 'action', 'step' and 'comment' must be strings");
+  baton::v1::OperatorAction a;
+  if (action == "retry") {
+    a.set_kind(baton::v1::OperatorAction::RETRY);
+    if (auto in = b.find("input"); in != b.end() && !in->is_null()) {
+      if (!in->is_object()) return http::json_error(400, "invalid_argument", "field 'input' must be a JSON object");
+      a.set_input_json(in->dump());
+    }
+  } else if (action == "resolve") {
+    a.set_kind(baton::v1::OperatorAction::RESOLVE);
+    auto out = b.find("output");
+    if (out == b.end() || !out->is_object())
+      return http::json_error(400, "invalid_argument", "resolve needs field 'output' (a JSON object)");
+    a.set_output_json(out->dump());
+  } else if (action == "cancel") {
+    a.set_kind(baton::v1::OperatorAction::CANCEL);
+  } else {
+    return http::json_error(400, "invalid_argument", "field 'action' must be retry, resolve or cancel");
+  }
+  a.set_step(step);
+  a.set_comment(comment);
+  auto user = req.headers.find("x-baton-user");
+  a.set_actor(user != req.headers.end() && !user->second.empty() ? user->second : "api");
+
+  redis::Client* c = redis_for_thread();
+  if (!c) return http::json_error(503, "unavailable", "redis is unreachable");
+  auto status = c->command({"HGET", keys::run(opts_.ns, run_id), "status"});
+  if (!status) return http::json_error(503, "unavailable", status.status().message());
+  if (status->is_nil()) return http::json_error(404, "not_found", "no run " + std::string(run_id));
+  if (status->str != "exception")
+    return http::json_error(409, "conflict", "run " + std::string(run_id) + " is " + status->str + ", not in the exception queue");
+
+  baton::v1::RunEvent ev;
+  ev.set_run_id(std::string(run_id));
+  ev.set_event_id(random_id());
+  ev.set_produced_unix_ms(now_unix_ms());
+  *ev.mutable_operator_() = std::move(a);
+  auto promise = std::make_shared<std::promise<Status>>();
+  auto fut = promise->get_future();
+  Status ps = producer_.produce(keys::events_topic(opts_.ns), std::string(run_id), ev.SerializeAsString(),
+                                [promise](const Status& st) { promise->set_value(st); });
+  if (!ps) return http::json_error(503, "unavailable", ps.message());
+  if (fut.wait_for(std::chrono::milliseconds(opts_.produce_timeout_ms)) != std::future_status::ready)
+    return http::json_error(503, "unavailable", "the events topic did not acknowledge the action in time");
+  if (Status ds = fut.get(); !ds) return http::json_error(503, "unavailable", ds.message());
+  return json_response(202, {{"run_id", std::string(run_id)}, {"action", action}, {"status", "accepted"}});
 }
 
 // The exception queue, newest first: runs that ended in an exception, with the

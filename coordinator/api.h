@@ -41,6 +41,7 @@ class Api {
   http::Response get_run(std::string_view run_id);
   http::Response get_audit(std::string_view run_id);
   http::Response list_exceptions(const http::Request& req);
+  http::Response act_on_exception(const http::Request& req, std::string_view run_id);
   http::Response workflows(const http::Request& req);
   http::Response apply_workflow(const http::Request& req);
   redis::Client* redis_for_thread();

@@ -181,7 +181,7 @@ Status Application::take_partition(int32_t p) {
   part.applied = *applied;
   std::size_t republished = 0;
   for (auto& lr : *loaded) {
-    if (lr.state.status == RunStatus::kCompleted || lr.state.status == RunStatus::kException) continue;
+    if (ended(lr.state.status)) continue;
     republished += lr.outbox.size();
     republish_outbox(lr.outbox);
     std::string id = lr.state.run_id;
@@ -299,8 +299,10 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
   // load them in one pipeline.
   std::vector<std::string> missing;
   std::unordered_set<std::string> seen;
+  std::unordered_set<std::string> acted_on;  // operator actions: these runs are loaded even in the exception queue
   for (auto& it : items) {
     if (it.ev.has_started()) continue;
+    if (it.ev.has_operator_()) acted_on.insert(it.ev.run_id());
     auto& runs = partitions_[it.p].runs;
     if (!runs.count(it.ev.run_id()) && seen.insert(it.ev.run_id()).second) missing.push_back(it.ev.run_id());
   }
@@ -311,7 +313,9 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
       return false;
     }
     for (auto& lr : *loaded) {
-      if (lr.state.status == RunStatus::kCompleted || lr.state.status == RunStatus::kException) continue;  // finished: late events are ignored
+      // Finished: late events are ignored, but an operator may act on a run in the exception queue.
+      if (ended(lr.state.status) && !(lr.state.status == RunStatus::kException && acted_on.count(lr.state.run_id)))
+        continue;
       auto pit = partitions_.find(lr.state.partition);
       if (pit == partitions_.end()) continue;
       republish_outbox(lr.outbox);
@@ -403,6 +407,10 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
       Timer tm{it.ev.timer().kind() == baton::v1::TimerFired::RETRY ? TimerKind::kRetry : TimerKind::kTimeout,
                it.ev.timer().step_id(), it.ev.timer().attempt(), now};
       it.t = engine_.on_timer(*wf, *it.st, tm, now);
+    } else if (it.ev.has_operator_()) {
+      auto wf = registry_.find(it.st->workflow, it.st->version);
+      if (!wf) continue;
+      it.t = engine_.on_operator(*wf, *it.st, it.ev.operator_(), now);
     }
     if (!it.t.changed) continue;
     store_->append_apply(*it.st, it.t, part.epoch, it.m->offset, now);
@@ -426,7 +434,7 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
     switch ((*replies)[i]) {
       case ApplyReply::kOk:
         publish_all(it.t);
-        if (!it.t.ending.empty()) pit->second.runs.erase(run_id);
+        if (ended(it.st->status)) pit->second.runs.erase(run_id);
         break;
       case ApplyReply::kFenced:
         spdlog::warn("events partition {}: fenced by a newer owner; releasing it", it.p);
@@ -457,7 +465,7 @@ void Application::reload_run(int32_t partition, const std::string& run_id) {
   auto loaded = store_->load_runs({run_id});
   if (!loaded) return;  // loaded lazily by the next event or timer
   for (auto& lr : *loaded) {
-    if (lr.state.status == RunStatus::kCompleted || lr.state.status == RunStatus::kException) continue;
+    if (ended(lr.state.status)) continue;
     republish_outbox(lr.outbox);
     pit->second.runs.emplace(run_id, std::move(lr.state));
   }

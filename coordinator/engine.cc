@@ -49,6 +49,7 @@ const char* to_string(RunStatus s) {
     case RunStatus::kCompleted: return "completed";
     case RunStatus::kException: return "exception";
     case RunStatus::kWaiting: return "waiting";
+    case RunStatus::kCancelled: return "cancelled";
   }
   return "unknown";
 }
@@ -153,6 +154,7 @@ bool RunState::from_hashes(std::string_view run_id,
       out.status = v == "completed"   ? RunStatus::kCompleted
                    : v == "exception" ? RunStatus::kException
                    : v == "waiting"   ? RunStatus::kWaiting
+                   : v == "cancelled" ? RunStatus::kCancelled
                                       : RunStatus::kRunning;
     } else if (k == "reason") {
       out.reason = v;
@@ -968,6 +970,90 @@ Transition Engine::on_result(const workflow::Workflow& wf, RunState& st, const b
       break;
   }
   progress_fields(st, t);
+  return t;
+}
+
+Transition Engine::on_operator(const workflow::Workflow& wf, RunState& st, const baton::v1::OperatorAction& a,
+                               int64_t now) const {
+  Transition t;
+  t.changed = true;
+  const char* action = a.kind() == baton::v1::OperatorAction::RETRY     ? "retry"
+                       : a.kind() == baton::v1::OperatorAction::RESOLVE ? "resolve"
+                       : a.kind() == baton::v1::OperatorAction::CANCEL  ? "cancel"
+                                                                        : "unknown";
+  const std::string actor = a.actor().empty() ? "operator" : a.actor();
+  json detail = {{"action", action}, {"comment", a.comment()}};
+  auto refuse = [&](const std::string& why) {
+    detail["refused"] = why;
+    t.audit.push_back({"operator_refused", actor, now, detail});
+    return t;
+  };
+  if (st.status != RunStatus::kException) return refuse("the run is not in the exception queue");
+  if (a.kind() == baton::v1::OperatorAction::CANCEL) {
+    st.status = RunStatus::kCancelled;
+    st.updated_ms = now;
+    st.ended_ms = now;
+    t.audit.push_back({"operator_action", actor, now, detail});
+    t.ending = to_string(RunStatus::kCancelled);
+    progress_fields(st, t);
+    return t;
+  }
+  if (a.kind() != baton::v1::OperatorAction::RETRY && a.kind() != baton::v1::OperatorAction::RESOLVE)
+    return refuse("unknown action");
+  // The step: as given, else the top-level step where the run ended (a
+  // branch, maker or planned task belongs to its parent).
+  std::string step_id = a.step();
+  if (step_id.empty()) {
+    std::string at = st.ended_at;
+    for (int guard = 0; guard < 4 && !at.empty(); ++guard) {
+      auto it = st.steps.find(at);
+      if (it == st.steps.end() || it->second.parent.empty()) break;
+      at = it->second.parent;
+    }
+    step_id = std::string(step_of(at));
+  }
+  const workflow::Step* step = wf.find_step(step_id);
+  if (!step) return refuse(step_id.empty() ? "no step to act on (give one)" : "unknown step " + step_id);
+  if (wf.is_sub_step(step->id)) return refuse("step " + step->id + " runs inside another step; act on that one");
+  detail["step"] = step->id;
+  json output;
+  if (a.kind() == baton::v1::OperatorAction::RESOLVE) {
+    auto parsed = parse_json(a.output_json().empty() ? "{}" : a.output_json(), limits::kMaxMessageBytes);
+    if (!parsed || !parsed->is_object()) return refuse("the manual output must be a JSON object");
+    output = std::move(parsed).value();
+    if (std::string v = check_contract(*step, output); !v.empty()) return refuse("the manual output breaks the contract: " + v);
+    detail["output"] = output;
+  } else if (!a.input_json().empty()) {
+    auto parsed = parse_json(a.input_json(), limits::kMaxMessageBytes);
+    if (!parsed || !parsed->is_object()) return refuse("the new input must be a JSON object");
+    detail["input"] = {{"old", st.input}, {"new", *parsed}};
+    st.input = std::move(parsed).value();
+    t.ctx_fields.emplace_back("input", st.input.dump());
+  }
+  t.audit.push_back({"operator_action", actor, now, detail});
+  st.status = RunStatus::kRunning;
+  st.reason.clear();
+  st.reason_detail.clear();
+  st.ended_at.clear();
+  st.ended_ms = 0;
+  st.updated_ms = now;
+  t.ending = "resumed";
+  Ctx c{wf, st, t, now, nullptr, json(), false, step->id};
+  if (a.kind() == baton::v1::OperatorAction::RETRY) {
+    enter(c, *step, "");
+  } else {
+    // Recorded as a new instance of the step that an operator completed.
+    std::string instance = new_instance(st, step->id);
+    StepState& ss = st.steps[instance];
+    ss = StepState();
+    ss.status = StepStatus::kSucceeded;
+    ss.dispatched_ms = now;
+    ss.worker_id = actor;
+    touch_step(st, instance, t);
+    c.store(step->id, output, instance);
+    leave(c, *step, output);
+  }
+  progress_fields(st, t);  // with an ending ("resumed" too): also reason, detail, at, ended
   return t;
 }
 

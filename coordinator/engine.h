@@ -21,7 +21,11 @@
 namespace baton::coordinator {
 
 // kWaiting: started outside the workflow's window, waits for it to open.
-enum class RunStatus { kRunning, kCompleted, kException, kWaiting };
+// kCancelled: an operator cancelled it from the exception queue.
+enum class RunStatus { kRunning, kCompleted, kException, kWaiting, kCancelled };
+inline bool ended(RunStatus s) {
+  return s == RunStatus::kCompleted || s == RunStatus::kException || s == RunStatus::kCancelled;
+}
 // kCancelled: a parallel branch the join no longer needs (`any`, `quorum`).
 enum class StepStatus { kPending, kRunning, kRetryWait, kSucceeded, kFailed, kCancelled };
 
@@ -179,6 +183,14 @@ class Engine {
   // True when a condition of `wf` reads `record.`: the caller then passes the
   // record to on_result.
   static bool reads_record(const workflow::Workflow& wf);
+
+  // An operator's action on a run in the exception queue: retry from a step,
+  // resolve a step with a manual output and continue, or cancel. Refused
+  // (audited, nothing else changes) when the run is not in the queue or the
+  // step is not a top-level step of the workflow. The transition's ending is
+  // "resumed" when the run goes on.
+  Transition on_operator(const workflow::Workflow& wf, RunState& state, const baton::v1::OperatorAction& a,
+                         int64_t now_ms) const;
 
   // A due timer of this run.
   Transition on_timer(const workflow::Workflow& wf, RunState& state, const Timer& t, int64_t now_ms) const;

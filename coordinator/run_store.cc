@@ -202,7 +202,7 @@ void RunStore::append_apply(const RunState& st, const Transition& t, int64_t epo
     args_.push_back(a.actor);
     args_.push_back(a.detail.dump());
   }
-  args_.push_back(t.ending == "completed" || t.ending == "exception" ? t.ending : "");
+  args_.push_back(t.ending);  // "" (no change), completed, exception, cancelled or resumed
   args_.push_back(t.exception_reason);
   std::vector<std::string_view> argv(args_.begin(), args_.end());
   client_->append(argv);

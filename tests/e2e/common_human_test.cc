@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <fstream>
 #include <map>
 #include <set>
 #include <string>
@@ -12,12 +13,15 @@
 #include "common/http/http.h"
 #include "tests/support/fleet.h"
 #include "tests/support/process.h"
+#include "tests/support/wait.h"
 
 namespace baton::testing {
 namespace {
 
 using nlohmann::json;
 using std::chrono::seconds;
+
+void write_file(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
 json get_json(const std::string& url, int* status) {
   auto r = http::request("GET", url, "", 5000);
@@ -99,6 +103,76 @@ TEST(HumanControl, ExceptionQueueAndAuditTrailReadThroughApiAndBatonctl) {
   ASSERT_TRUE(missing.exited);
   EXPECT_TRUE(WIFEXITED(missing.status) && WEXITSTATUS(missing.status) == 1);
   EXPECT_NE(missing.err.find("404 not_found"), std::string::npos) << missing.err;
+
+  // Operator actions. The batch summary maps tickets to runs.
+  std::map<std::string, std::string> run_of;
+  for (const auto& r : summary["runs"]) run_of[r["input"].value("ticket_id", "")] = r.value("run_id", "");
+  ASSERT_EQ(reason_of[run_of["T-107"]], "handoff_not_allowed");
+  ASSERT_EQ(reason_of[run_of["T-108"]], "routed_to_exception");
+  auto wait_status = [&](const std::string& id, const std::string& want) {
+    json r;
+    bool ok = wait_until(
+        [&] {
+          r = get_json(fleet.api() + "/v1/runs/" + id, &status);
+          return r.value("status", "") == want;
+        },
+        seconds(20));
+    EXPECT_TRUE(ok) << id << " is not " << want << ": " << r.dump();
+    return r;
+  };
+  // Resolve: a person names the specialist the classifier could not; the run goes on to billing.
+  std::string work = make_temp_dir("baton-e2e-human");
+  write_file(work + "/out.json", R"({"specialist": "billing"})");
+  auto resolve = run_cli({bin_dir() + "/batonctl", "exceptions", "resolve", run_of["T-107"], "--output",
+                          work + "/out.json", "--comment", "sales questions go to billing", "--api", fleet.api()},
+                         seconds(30));
+  ASSERT_TRUE(resolve.exited);
+  EXPECT_TRUE(WIFEXITED(resolve.status) && WEXITSTATUS(resolve.status) == 0) << resolve.err;
+  json resolved = wait_status(run_of["T-107"], "completed");
+  EXPECT_EQ(resolved["path"], json::array({"classify", "assign", "billing"}));
+  EXPECT_EQ(resolved["ended_step"], "billing");
+  // Retry with an edited input: a clearer message classifies with confidence.
+  json input = read_jsonl(dir + "/inputs.jsonl")[0];  // T-101, a billing question
+  input["ticket_id"] = "T-108";
+  write_file(work + "/in.json", input.dump());
+  auto retry = run_cli({bin_dir() + "/batonctl", "exceptions", "retry", run_of["T-108"], "--input", work + "/in.json",
+                        "--api", fleet.api()},
+                       seconds(30));
+  ASSERT_TRUE(retry.exited);
+  EXPECT_TRUE(WIFEXITED(retry.status) && WEXITSTATUS(retry.status) == 0) << retry.err;
+  json retried = wait_status(run_of["T-108"], "completed");
+  EXPECT_EQ(retried["path"], json::array({"classify", "classify#2", "assign", "billing"}));
+  EXPECT_EQ(retried["input"]["message"], input["message"]);
+  // Cancel: out of the queue for good.
+  auto cancel = http::request("POST", fleet.api() + "/v1/exceptions/" + run_of["T-109"],
+                              R"({"action": "cancel", "comment": "duplicate ticket"})", 5000);
+  ASSERT_TRUE(cancel && cancel->status == 202) << (cancel ? cancel->body : "");
+  wait_status(run_of["T-109"], "cancelled");
+  json after = get_json(fleet.api() + "/v1/exceptions", &status);
+  std::set<std::string> left;
+  for (const auto& e : after["exceptions"]) left.insert(e["run_id"]);
+  EXPECT_EQ(left.size(), want - 3) << after.dump();
+  for (const char* gone : {"T-107", "T-108", "T-109"}) EXPECT_EQ(left.count(run_of[gone]), 0u) << gone;
+  // Every action is in the audit trail, with its comment.
+  json trail = get_json(fleet.api() + "/v1/runs/" + run_of["T-107"] + "/audit", &status);
+  bool seen = false;
+  for (const auto& e : trail["entries"])
+    seen |= e["kind"] == "operator_action" && e["detail"]["comment"] == "sales questions go to billing";
+  EXPECT_TRUE(seen) << trail.dump();
+  // Refusals: not in the queue (409), unknown run (404), bad bodies (400).
+  auto again = http::request("POST", fleet.api() + "/v1/exceptions/" + run_of["T-107"], R"({"action": "cancel"})", 5000);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 409) << again->body;
+  auto unknown = http::request("POST", fleet.api() + "/v1/exceptions/no-such-run", R"({"action": "cancel"})", 5000);
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->status, 404);
+  for (const char* body : {R"({"action": "delete"})", R"({"action": "resolve"})", R"({"action": 3})", "not json"}) {
+    auto r = http::request("POST", fleet.api() + "/v1/exceptions/" + run_of["T-112"], body, 5000);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << body << " " << r->body;
+    EXPECT_TRUE(json::parse(r->body, nullptr, false).contains("error")) << r->body;
+  }
+  remove_tree(work);
 }
 
 }  // namespace

@@ -482,5 +482,72 @@ steps:
   EXPECT_FALSE(Engine::reads_record(*load(kRoute)));
 }
 
+baton::v1::OperatorAction action(baton::v1::OperatorAction::Kind kind, const std::string& step = "",
+                                 const json& payload = json()) {
+  baton::v1::OperatorAction a;
+  a.set_kind(kind);
+  a.set_step(step);
+  a.set_actor("ops@example.com");
+  a.set_comment("checked by hand");
+  if (kind == baton::v1::OperatorAction::RESOLVE) a.set_output_json(payload.dump());
+  if (kind == baton::v1::OperatorAction::RETRY && !payload.is_null()) a.set_input_json(payload.dump());
+  return a;
+}
+
+TEST_F(Patterns, OperatorResolvesARefusedHandoffAndTheRunGoesOn) {
+  start(kHandoff);
+  ok("classify", {{"specialist", "sales"}});
+  ASSERT_EQ(st.reason, "handoff_not_allowed");
+  Transition t = engine.on_operator(*wf, st, action(baton::v1::OperatorAction::RESOLVE, "", {{"specialist", "billing"}}), now);
+  EXPECT_EQ(t.ending, "resumed");
+  EXPECT_EQ(dispatched(t), std::vector<std::string>{"billing"});
+  EXPECT_EQ(st.status, RunStatus::kRunning);
+  EXPECT_EQ(st.steps["classify#2"].status, StepStatus::kSucceeded);
+  const AuditRecord* a = audit(t, "operator_action");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->actor, "ops@example.com");
+  EXPECT_EQ(a->detail["action"], "resolve");
+  EXPECT_EQ(a->detail["step"], "classify");
+  EXPECT_EQ(ok("billing").ending, "completed");
+}
+
+TEST_F(Patterns, OperatorRetriesFromTheTopLevelStepWithANewInput) {
+  start(parallel_yaml("all"));
+  ok("a");
+  result("c", StepResult::FAILED);
+  ASSERT_EQ(st.ended_at, "c");
+  Transition t = engine.on_operator(*wf, st, action(baton::v1::OperatorAction::RETRY, "", {{"id", "T-2"}}), now);
+  // c is a branch: the retry runs its parallel step again, every branch anew.
+  EXPECT_EQ(dispatched(t), (std::vector<std::string>{"a#2", "b#2", "c#2"}));
+  EXPECT_EQ(json::parse(t.dispatch[0].input_json())["id"], "T-2");
+  EXPECT_EQ(audit(t, "operator_action")->detail["input"]["old"]["id"], "T-1");
+}
+
+TEST_F(Patterns, OperatorCancelsAndRefusals) {
+  start(kRoute);
+  ok("qualify", {{"score", 0.5}, {"confidence", 0.9}});  // no_route
+  // Refused: a sub-step, an unknown step, a contract breach, a run not in the queue.
+  EXPECT_TRUE(has_audit(engine.on_operator(*wf, st, action(baton::v1::OperatorAction::RETRY, "nope"), now),
+                        "operator_refused"));
+  EXPECT_EQ(st.status, RunStatus::kException);
+  Transition t = engine.on_operator(*wf, st, action(baton::v1::OperatorAction::CANCEL), now);
+  EXPECT_EQ(t.ending, "cancelled");
+  EXPECT_EQ(st.status, RunStatus::kCancelled);
+  t = engine.on_operator(*wf, st, action(baton::v1::OperatorAction::RETRY), now);
+  EXPECT_TRUE(has_audit(t, "operator_refused"));
+  EXPECT_TRUE(t.dispatch.empty());
+  EXPECT_TRUE(t.ending.empty());
+
+  st = RunState();
+  start(kLoop);
+  ok("draft");
+  result("check", StepResult::FAILED);
+  EXPECT_TRUE(has_audit(engine.on_operator(*wf, st, action(baton::v1::OperatorAction::RESOLVE, "check", json::object()), now),
+                        "operator_refused"));
+  // Default step: the loop that holds the failed checker.
+  t = engine.on_operator(*wf, st, action(baton::v1::OperatorAction::RESOLVE, "", {{"rounds", 1}}), now);
+  EXPECT_EQ(dispatched(t), std::vector<std::string>{"send"});
+}
+
 }  // namespace
 }  // namespace baton::coordinator
