@@ -504,10 +504,12 @@ void Engine::fail_attempt(Ctx& c, const workflow::Step& step, const std::string&
   std::string reason;
   if (reason_override) {
     reason = reason_override;
+  } else if (code == "contract_violation" || code == "collision" || code == "forbidden_write" || code == "timeout") {
+    reason = code;  // typed: the operator's first question is which contract broke
   } else if (!retryable) {
     reason = code == "needs_review" || code.empty() ? "needs_review" : "step_failed";
   } else {
-    reason = code == "timeout" ? "timeout" : "retries_exhausted";
+    reason = "retries_exhausted";
   }
   end_run(st, RunStatus::kException, reason, instance + ": " + code + (message.empty() ? "" : ": " + message), c.now,
           t, instance);

@@ -340,6 +340,29 @@ TEST_F(EngineTest, ForbiddenWriteIsAPermanentFailure) {
   EXPECT_EQ(st.status, RunStatus::kException);
   EXPECT_EQ(st.steps["respond"].error_code, "forbidden_write");
   EXPECT_EQ(t.ending, "exception");
+  EXPECT_EQ(st.reason, "forbidden_write");
+}
+
+TEST_F(EngineTest, ExhaustedContractViolationsAndCollisionsKeepTheirType) {
+  // qualify: 2 attempts; its contract needs a number `score`.
+  start_run();
+  ok("respond", 1);
+  engine.on_result(wf, st, result("qualify", 1, baton::v1::StepResult::OK, R"({"score":"high"})"), {}, 2000);
+  engine.on_timer(wf, st, Timer{TimerKind::kRetry, "qualify", 1, 2100}, 2100);
+  Transition t = engine.on_result(wf, st, result("qualify", 2, baton::v1::StepResult::OK, "{}"), {}, 2200);
+  EXPECT_EQ(t.exception_reason, "contract_violation");
+  EXPECT_NE(st.reason_detail.find("missing field 'score'"), std::string::npos) << st.reason_detail;
+
+  st = RunState();
+  start_run();
+  ok("respond", 1);
+  RecordWriteOutcome collided;
+  collided.kind = RecordWriteOutcome::Kind::kCollision;
+  collided.version = 9;
+  engine.on_result(wf, st, result("qualify", 1, baton::v1::StepResult::OK, R"({"score":1})"), collided, 2000);
+  engine.on_timer(wf, st, Timer{TimerKind::kRetry, "qualify", 1, 2100}, 2100);
+  t = engine.on_result(wf, st, result("qualify", 2, baton::v1::StepResult::OK, R"({"score":1})"), collided, 2200);
+  EXPECT_EQ(t.exception_reason, "collision");
 }
 
 TEST_F(EngineTest, MaxStepsBoundsTheRun) {
