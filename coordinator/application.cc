@@ -330,10 +330,24 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
     auto& runs = partitions_[it.p].runs;
     auto rit = runs.find(it.ev.run_id());
     if (rit != runs.end()) it.st = &rit->second;
-    if (!it.ev.has_step_result() || !it.st) continue;
+    if (!it.st || (!it.ev.has_step_result() && !it.ev.has_operator_())) continue;
     auto wf = registry_.find(it.st->workflow, it.st->version);
     if (!wf) continue;
-    auto req = engine_.record_write_for(*wf, *it.st, it.ev.step_result());
+    std::optional<RecordWriteRequest> req;
+    if (it.ev.has_operator_()) {
+      // A resolve writes the manual output's fields at the record's current
+      // version (rare: one extra round trip, only for operator actions).
+      if (it.ev.operator_().kind() != baton::v1::OperatorAction::RESOLVE || it.st->record_key.empty()) continue;
+      auto v = store_->client().command({"HGET", keys::record(opts_.ns, it.st->record_key), "_v"});
+      if (!v) {
+        spdlog::warn("reading record version: {}", v.status().to_string());
+        return false;
+      }
+      int64_t version = v->is_nil() ? 0 : std::strtoll(v->str.c_str(), nullptr, 10);
+      req = engine_.record_write_for_operator(*wf, *it.st, it.ev.operator_(), it.ev.event_id(), version);
+    } else {
+      req = engine_.record_write_for(*wf, *it.st, it.ev.step_result());
+    }
     if (!req) continue;
     it.write_index = static_cast<int>(writes.size());
     store_->append_record_write(*req);
@@ -410,7 +424,9 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
     } else if (it.ev.has_operator_()) {
       auto wf = registry_.find(it.st->workflow, it.st->version);
       if (!wf) continue;
-      it.t = engine_.on_operator(*wf, *it.st, it.ev.operator_(), now);
+      RecordWriteOutcome none;
+      const RecordWriteOutcome& w = it.write_index >= 0 ? outcomes[it.write_index] : none;
+      it.t = engine_.on_operator(*wf, *it.st, it.ev.operator_(), now, w);
     }
     if (!it.t.changed) continue;
     store_->append_apply(*it.st, it.t, part.epoch, it.m->offset, now);

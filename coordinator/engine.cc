@@ -975,8 +975,49 @@ Transition Engine::on_result(const workflow::Workflow& wf, RunState& st, const b
   return t;
 }
 
+const workflow::Step* Engine::operator_step(const workflow::Workflow& wf, const RunState& st,
+                                            const baton::v1::OperatorAction& a) {
+  // As given, else the top-level step where the run ended (a branch, maker or
+  // planned task belongs to its parent).
+  std::string step_id = a.step();
+  if (step_id.empty()) {
+    std::string at = st.ended_at;
+    for (int guard = 0; guard < 4 && !at.empty(); ++guard) {
+      auto it = st.steps.find(at);
+      if (it == st.steps.end() || it->second.parent.empty()) break;
+      at = it->second.parent;
+    }
+    step_id = std::string(step_of(at));
+  }
+  return step_id.empty() ? nullptr : wf.find_step(step_id);
+}
+
+std::optional<RecordWriteRequest> Engine::record_write_for_operator(const workflow::Workflow& wf, const RunState& st,
+                                                                    const baton::v1::OperatorAction& a,
+                                                                    const std::string& event_id,
+                                                                    int64_t version_now) const {
+  if (a.kind() != baton::v1::OperatorAction::RESOLVE || st.status != RunStatus::kException || st.record_key.empty())
+    return std::nullopt;
+  const workflow::Step* step = operator_step(wf, st, a);
+  if (!step || step->writes.empty() || wf.is_sub_step(step->id)) return std::nullopt;
+  auto output = parse_json(a.output_json(), limits::kMaxMessageBytes);
+  if (!output || !output->is_object() || !check_contract(*step, *output).empty()) return std::nullopt;
+  RecordWriteRequest req;
+  for (const auto& f : step->writes) {
+    auto it = output->find(f);
+    if (it != output->end()) req.fields.emplace_back(f, it->dump());
+  }
+  if (req.fields.empty()) return std::nullopt;
+  req.record_key = st.record_key;
+  req.idempotency_key = st.run_id + ":" + step->id + ":op-" + event_id;
+  req.writer = st.run_id + ":" + step->id + ":operator";
+  req.version_read = version_now;
+  req.allowed = step->writes;
+  return req;
+}
+
 Transition Engine::on_operator(const workflow::Workflow& wf, RunState& st, const baton::v1::OperatorAction& a,
-                               int64_t now) const {
+                               int64_t now, const RecordWriteOutcome& write) const {
   Transition t;
   t.changed = true;
   const char* action = a.kind() == baton::v1::OperatorAction::RETRY     ? "retry"
@@ -1002,20 +1043,8 @@ Transition Engine::on_operator(const workflow::Workflow& wf, RunState& st, const
   }
   if (a.kind() != baton::v1::OperatorAction::RETRY && a.kind() != baton::v1::OperatorAction::RESOLVE)
     return refuse("unknown action");
-  // The step: as given, else the top-level step where the run ended (a
-  // branch, maker or planned task belongs to its parent).
-  std::string step_id = a.step();
-  if (step_id.empty()) {
-    std::string at = st.ended_at;
-    for (int guard = 0; guard < 4 && !at.empty(); ++guard) {
-      auto it = st.steps.find(at);
-      if (it == st.steps.end() || it->second.parent.empty()) break;
-      at = it->second.parent;
-    }
-    step_id = std::string(step_of(at));
-  }
-  const workflow::Step* step = wf.find_step(step_id);
-  if (!step) return refuse(step_id.empty() ? "no step to act on (give one)" : "unknown step " + step_id);
+  const workflow::Step* step = operator_step(wf, st, a);
+  if (!step) return refuse(a.step().empty() ? "no step to act on (give one)" : "unknown step " + a.step());
   if (wf.is_sub_step(step->id)) return refuse("step " + step->id + " runs inside another step; act on that one");
   detail["step"] = step->id;
   json output;
@@ -1024,6 +1053,9 @@ Transition Engine::on_operator(const workflow::Workflow& wf, RunState& st, const
     if (!parsed || !parsed->is_object()) return refuse("the manual output must be a JSON object");
     output = std::move(parsed).value();
     if (std::string v = check_contract(*step, output); !v.empty()) return refuse("the manual output breaks the contract: " + v);
+    if (write.kind == RecordWriteOutcome::Kind::kCollision)
+      return refuse("record " + st.record_key + " changed while resolving; act again");
+    if (write.kind == RecordWriteOutcome::Kind::kForbidden) return refuse("field " + write.field + " may not be written");
     detail["output"] = output;
   } else if (!a.input_json().empty()) {
     auto parsed = parse_json(a.input_json(), limits::kMaxMessageBytes);
@@ -1033,6 +1065,17 @@ Transition Engine::on_operator(const workflow::Workflow& wf, RunState& st, const
     t.ctx_fields.emplace_back("input", st.input.dump());
   }
   t.audit.push_back({"operator_action", actor, now, detail});
+  if (write.kind == RecordWriteOutcome::Kind::kApplied) {
+    json fields = json::object();
+    for (const auto& [f, ov] : write.changes) {
+      auto o = parse_json(ov.first, limits::kMaxMessageBytes);
+      auto n = parse_json(ov.second, limits::kMaxMessageBytes);
+      fields[f] = {{"old", o ? *o : json(ov.first)}, {"new", n ? *n : json(ov.second)}};
+    }
+    t.audit.push_back({"record_written", actor, now,
+                       {{"step", step->id}, {"record", st.record_key}, {"version", write.version},
+                        {"fields", std::move(fields)}}});
+  }
   st.status = RunStatus::kRunning;
   st.reason.clear();
   st.reason_detail.clear();

@@ -189,8 +189,20 @@ class Engine {
   // (audited, nothing else changes) when the run is not in the queue or the
   // step is not a top-level step of the workflow. The transition's ending is
   // "resumed" when the run goes on.
+  // `write`: the outcome of record_write_for_operator's request (kNone when
+  // there was none).
   Transition on_operator(const workflow::Workflow& wf, RunState& state, const baton::v1::OperatorAction& a,
-                         int64_t now_ms) const;
+                         int64_t now_ms, const RecordWriteOutcome& write = {}) const;
+  // The record write a RESOLVE asks for: the manual output's fields that the
+  // step may write, at the record's current version `version_now`, idempotent
+  // by the event id. nullopt when there is nothing to write.
+  std::optional<RecordWriteRequest> record_write_for_operator(const workflow::Workflow& wf, const RunState& state,
+                                                              const baton::v1::OperatorAction& a,
+                                                              const std::string& event_id, int64_t version_now) const;
+  // The step an operator action is about: as given, else the top-level step
+  // holding the instance where the run ended. Null when there is none.
+  static const workflow::Step* operator_step(const workflow::Workflow& wf, const RunState& state,
+                                             const baton::v1::OperatorAction& a);
 
   // A due timer of this run.
   Transition on_timer(const workflow::Workflow& wf, RunState& state, const Timer& t, int64_t now_ms) const;

@@ -175,5 +175,59 @@ TEST(HumanControl, ExceptionQueueAndAuditTrailReadThroughApiAndBatonctl) {
   remove_tree(work);
 }
 
+// Resolving a step that writes the shared record writes the manual output's
+// fields, so the steps after it read them: a partial-fit lead qualified by hand
+// gets its meeting booked with the owner the operator chose.
+TEST(HumanControl, ResolvingAQualifyStepWritesTheRecordAndTheRunBooks) {
+  const std::string dir = example_dir("lead-to-meeting");
+  DevFleet fleet(dir, "human2");
+  ASSERT_TRUE(fleet.start());
+  ASSERT_TRUE(fleet.wait_ready());
+  json lead = read_jsonl(dir + "/leads.jsonl")[3];  // L-004: a partial fit
+  ASSERT_EQ(lead["lead_id"], "L-004");
+  auto r = http::request("POST", fleet.api() + "/v1/runs", json{{"workflow", "lead-to-meeting"}, {"input", lead}}.dump());
+  ASSERT_TRUE(r && r->status == 202);
+  std::string id = json::parse(r->body)["run_id"];
+  int status = 0;
+  json run;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        run = get_json(fleet.api() + "/v1/runs/" + id, &status);
+        return run.value("status", "") == "exception";
+      },
+      seconds(20)))
+      << run.dump();
+  ASSERT_EQ(run["ended_step"], "qualify");
+  auto act = http::request("POST", fleet.api() + "/v1/exceptions/" + id,
+                           json{{"action", "resolve"},
+                                {"output", {{"score", 0.8}, {"reason", "strategic account"}, {"owner", "sales-vip"}}},
+                                {"comment", "strategic account"}}
+                               .dump(),
+                           5000, {{"X-Baton-User", "maria@example.com"}});
+  ASSERT_TRUE(act && act->status == 202) << (act ? act->body : "");
+  ASSERT_TRUE(wait_until(
+      [&] {
+        run = get_json(fleet.api() + "/v1/runs/" + id, &status);
+        return run.value("status", "") == "completed";
+      },
+      seconds(20)))
+      << run.dump();
+  EXPECT_EQ(run["path"], json::array({"respond", "qualify", "book"}));
+  json booked;
+  for (const auto& s : run["steps"])
+    if (s["id"] == "book") booked = s["output"];
+  EXPECT_NE(booked.value("invite", "").find("host sales-vip"), std::string::npos) << booked.dump();
+  json audit = get_json(fleet.api() + "/v1/runs/" + id + "/audit", &status);
+  bool written = false, by_operator = false;
+  for (const auto& e : audit["entries"]) {
+    if (e["kind"] == "record_written" && e["actor"] == "maria@example.com") {
+      written = e["detail"]["fields"]["owner"]["new"] == "sales-vip";
+    }
+    by_operator |= e["kind"] == "operator_action" && e["actor"] == "maria@example.com";
+  }
+  EXPECT_TRUE(written) << audit.dump();
+  EXPECT_TRUE(by_operator) << audit.dump();
+}
+
 }  // namespace
 }  // namespace baton::testing
