@@ -299,6 +299,19 @@ bool is_plan_id(std::string_view s) {
   return letter;  // all digits would look like a revisit ("step#2")
 }
 
+// The audit entry of an applied record write: each field old -> new.
+AuditRecord record_written(const RecordWriteOutcome& write, const std::string& step, const std::string& record,
+                           const std::string& actor, int64_t now) {
+  json fields = json::object();
+  for (const auto& [f, ov] : write.changes) {
+    auto o = parse_json(ov.first, limits::kMaxMessageBytes);
+    auto n = parse_json(ov.second, limits::kMaxMessageBytes);
+    fields[f] = {{"old", o ? *o : json(ov.first)}, {"new", n ? *n : json(ov.second)}};
+  }
+  return {"record_written", actor, now,
+          {{"step", step}, {"record", record}, {"version", write.version}, {"fields", std::move(fields)}}};
+}
+
 std::string join_names(const std::vector<std::string>& v) {
   std::string out;
   for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
@@ -935,17 +948,8 @@ Transition Engine::on_result(const workflow::Workflow& wf, RunState& st, const b
                      false);
         break;
       }
-      if (write.kind == RecordWriteOutcome::Kind::kApplied) {
-        json fields = json::object();
-        for (const auto& [f, ov] : write.changes) {
-          auto o = parse_json(ov.first, limits::kMaxMessageBytes);
-          auto n = parse_json(ov.second, limits::kMaxMessageBytes);
-          fields[f] = {{"old", o ? *o : json(ov.first)}, {"new", n ? *n : json(ov.second)}};
-        }
-        t.audit.push_back({"record_written", kCoordinator, now,
-                           {{"step", instance}, {"record", st.record_key}, {"version", write.version},
-                            {"fields", std::move(fields)}}});
-      }
+      if (write.kind == RecordWriteOutcome::Kind::kApplied)
+        t.audit.push_back(record_written(write, instance, st.record_key, kCoordinator, now));
       ss.status = StepStatus::kSucceeded;
       ss.error_code.clear();
       ss.error_message.clear();
@@ -1065,17 +1069,8 @@ Transition Engine::on_operator(const workflow::Workflow& wf, RunState& st, const
     t.ctx_fields.emplace_back("input", st.input.dump());
   }
   t.audit.push_back({"operator_action", actor, now, detail});
-  if (write.kind == RecordWriteOutcome::Kind::kApplied) {
-    json fields = json::object();
-    for (const auto& [f, ov] : write.changes) {
-      auto o = parse_json(ov.first, limits::kMaxMessageBytes);
-      auto n = parse_json(ov.second, limits::kMaxMessageBytes);
-      fields[f] = {{"old", o ? *o : json(ov.first)}, {"new", n ? *n : json(ov.second)}};
-    }
-    t.audit.push_back({"record_written", actor, now,
-                       {{"step", step->id}, {"record", st.record_key}, {"version", write.version},
-                        {"fields", std::move(fields)}}});
-  }
+  if (write.kind == RecordWriteOutcome::Kind::kApplied)
+    t.audit.push_back(record_written(write, step->id, st.record_key, actor, now));
   st.status = RunStatus::kRunning;
   st.reason.clear();
   st.reason_detail.clear();
