@@ -43,7 +43,8 @@ void compress(std::array<std::uint32_t, 8>& h, const std::uint8_t* block) {
   }
   std::uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], k = h[7];
   for (int t = 0; t < 64; ++t) {
-    std::uint32_t t1 = k + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + kRoundConstants[t] + w[t];
+    std::uint32_t t1 =
+        k + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + kRoundConstants[t] + w[t];
     std::uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
     k = g;
     g = f;
@@ -104,7 +105,8 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
   // the loop back into an early-exit comparison.
   volatile unsigned char diff = 0;
   for (std::size_t i = 0; i < a.size(); ++i)
-    diff = static_cast<unsigned char>(diff | (static_cast<unsigned char>(a[i]) ^ static_cast<unsigned char>(b[i])));
+    diff = static_cast<unsigned char>(diff |
+                                      (static_cast<unsigned char>(a[i]) ^ static_cast<unsigned char>(b[i])));
   return diff == 0;
 }
 
@@ -182,7 +184,8 @@ std::string token_problem(std::string_view t) {
   if (t.empty()) return "is empty";
   if (t.size() > kMaxTokenBytes) return "is longer than " + std::to_string(kMaxTokenBytes) + " bytes";
   for (char c : t)
-    if (c < 0x21 || c > 0x7e) return "may hold only visible ASCII characters (no spaces or control characters)";
+    if (c < 0x21 || c > 0x7e)
+      return "may hold only visible ASCII characters (no spaces or control characters)";
   return "";
 }
 
@@ -283,7 +286,8 @@ class TokenFileParser {
       std::string name = k.Scalar();
       auto [pos, inserted] = first_line.emplace(name, k.Mark().line + 1);
       if (!inserted)
-        return fail(k, "duplicate key " + code(name) + " (first at line " + std::to_string(pos->second) + ")");
+        return fail(k,
+                    "duplicate key " + code(name) + " (first at line " + std::to_string(pos->second) + ")");
       bool known = false;
       for (const auto& a : allowed) known = known || a == name;
       if (!known) {
@@ -309,7 +313,8 @@ class TokenFileParser {
     if (!entries(root, {"tokens"}, "at the top level", es)) return false;
     if (es.empty()) return fail(root, "missing `tokens: [...]`");
     const Entry& t = es[0];
-    if (!t.value.IsSequence()) return fail(t.where(), "`tokens` must be a list of {name, role, token...} maps");
+    if (!t.value.IsSequence())
+      return fail(t.where(), "`tokens` must be a list of {name, role, token...} maps");
     if (t.value.size() == 0) return fail(t.where(), "`tokens` is empty: nobody could call the API");
     for (auto it = t.value.begin(); it != t.value.end(); ++it)
       if (!parse_token(*it)) return false;
@@ -317,9 +322,11 @@ class TokenFileParser {
   }
 
   bool parse_token(const YAML::Node& item) {
-    if (!item.IsMap()) return fail(item, "each entry of `tokens` must be a map with `name`, `role` and a token");
+    if (!item.IsMap())
+      return fail(item, "each entry of `tokens` must be a map with `name`, `role` and a token");
     std::vector<Entry> es;
-    if (!entries(item, {"name", "role", "groups", "token", "token_sha256", "token_file"}, "in a token entry", es))
+    if (!entries(item, {"name", "role", "groups", "token", "token_sha256", "token_file"}, "in a token entry",
+                 es))
       return false;
     const Entry* name = nullptr;
     const Entry* role = nullptr;
@@ -333,8 +340,8 @@ class TokenFileParser {
       } else if (e.name == "groups") {
         groups = &e;
       } else if (secret) {
-        return fail(e.key, "give only one of `token`, `token_sha256` and `token_file` (" + code(secret->name) +
-                               " is already set)");
+        return fail(e.key, "give only one of `token`, `token_sha256` and `token_file` (" +
+                               code(secret->name) + " is already set)");
       } else {
         secret = &e;
       }
@@ -352,11 +359,15 @@ class TokenFileParser {
       return fail(name->where(), "duplicate name " + code(p.who.name) + " (first at line " +
                                      std::to_string(pos->second) + ")");
 
-    if (!role) return fail(item, "the entry for " + code(p.who.name) + " needs `role` (viewer, approver, operator or admin)");
+    if (!role)
+      return fail(
+          item, "the entry for " + code(p.who.name) + " needs `role` (viewer, approver, operator or admin)");
     std::string role_text;
     if (!get_string(*role, role_text)) return false;
     auto r = parse_role(role_text);
-    if (!r) return fail(role->where(), "unknown role " + code(role_text) + " (viewer, approver, operator or admin)");
+    if (!r)
+      return fail(role->where(),
+                  "unknown role " + code(role_text) + " (viewer, approver, operator or admin)");
     p.who.role = *r;
 
     if (groups && p.who.role != Role::kApprover) {
@@ -366,12 +377,14 @@ class TokenFileParser {
                                                                       " decides every group"));
     }
     if (p.who.role == Role::kApprover) {
-      if (!groups) return fail(role->where(), "an approver needs `groups: [...]` (the approver groups it decides)");
+      if (!groups)
+        return fail(role->where(), "an approver needs `groups: [...]` (the approver groups it decides)");
       if (!parse_groups(*groups, p.who.groups)) return false;
     }
 
     if (!secret)
-      return fail(item, "the entry for " + code(p.who.name) + " needs one of `token`, `token_sha256` or `token_file`");
+      return fail(item, "the entry for " + code(p.who.name) +
+                            " needs one of `token`, `token_sha256` or `token_file`");
     if (!parse_secret(*secret, p.digest)) return false;
     // Unique tokens: otherwise one secret would name two identities.
     if (auto [pos, fresh] = digests_.emplace(to_hex(p.digest), p.who.name); !fresh)
@@ -388,7 +401,8 @@ class TokenFileParser {
       YAML::Node g = *it;
       if (!g.IsScalar() || !valid_group(g.Scalar()))
         return fail(g, "an approver group must match [a-z0-9][a-z0-9_-]* (at most " +
-                           std::to_string(kMaxGroupLength) + " characters), as `approval.group` in workflows");
+                           std::to_string(kMaxGroupLength) +
+                           " characters), as `approval.group` in workflows");
       for (const auto& seen : out)
         if (seen == g.Scalar()) return fail(g, "group " + code(seen) + " is listed twice");
       out.push_back(g.Scalar());
@@ -406,7 +420,8 @@ class TokenFileParser {
       return true;
     }
     if (e.name == "token_sha256") {
-      if (text.size() != 64) return fail(e.where(), "`token_sha256` must be 64 hex digits (the SHA-256 of the token)");
+      if (text.size() != 64)
+        return fail(e.where(), "`token_sha256` must be 64 hex digits (the SHA-256 of the token)");
       for (std::size_t i = 0; i < 32; ++i) {
         int hi = hex_value(text[2 * i]);
         int lo = hex_value(text[2 * i + 1]);
@@ -465,8 +480,9 @@ Result<Authenticator> Authenticator::parse(std::string_view yaml, const std::str
 Result<Authenticator> Authenticator::load(const std::string& path) {
   auto text = read_capped(path, kMaxTokenFileBytes);
   if (!text) {
-    std::string why = text.status().code() == Code::kTooLarge ? "the file is " + text.status().message()
-                                                              : "cannot read the token file: " + text.status().message();
+    std::string why = text.status().code() == Code::kTooLarge
+                          ? "the file is " + text.status().message()
+                          : "cannot read the token file: " + text.status().message();
     return invalid(path + ":1:1: " + why);
   }
   return parse(*text, path);
@@ -530,7 +546,8 @@ Result<Principal> Authenticator::authenticate(const http::Request& req) const {
   if (!enabled_) return Principal{kAnonymous, Role::kAdmin, {}};
   BearerHeader h = bearer_of(req);
   if (!h.present) return unauthenticated("missing `Authorization: Bearer <token>` header");
-  if (!h.bearer) return unauthenticated("the Authorization header must use the Bearer scheme: `Bearer <token>`");
+  if (!h.bearer)
+    return unauthenticated("the Authorization header must use the Bearer scheme: `Bearer <token>`");
   if (!token_problem(h.token).empty()) return unauthenticated("malformed bearer token");
   auto digest = sha256(h.token);
   std::string_view presented(reinterpret_cast<const char*>(digest.data()), digest.size());
@@ -538,8 +555,8 @@ Result<Principal> Authenticator::authenticate(const http::Request& req) const {
   // depend on which entry (if any) matched.
   const Entry* found = nullptr;
   for (const auto& e : entries_) {
-    bool same = constant_time_equal(presented, std::string_view(reinterpret_cast<const char*>(e.digest.data()),
-                                                                 e.digest.size()));
+    bool same = constant_time_equal(
+        presented, std::string_view(reinterpret_cast<const char*>(e.digest.data()), e.digest.size()));
     found = same ? &e : found;
   }
   if (!found) return unauthenticated("the bearer token is not known");
