@@ -65,6 +65,19 @@ inline std::string schedule_last(std::string_view ns, std::string_view workflow)
   return "baton:" + std::string(ns) + ":schedule:" + std::string(workflow);
 }
 inline std::string exceptions(std::string_view ns) { return "baton:" + std::string(ns) + ":exceptions"; }
+// Open gates (approvals and sampled reviews): zset, member "<run>|<step instance>", score opened ms.
+inline std::string approvals(std::string_view ns) { return "baton:" + std::string(ns) + ":approvals"; }
+// Notifications waiting for the notifier (list of JSON items; docs/notifications.md).
+inline std::string notify_queue(std::string_view ns) { return "baton:" + std::string(ns) + ":notify"; }
+// The notifier's own keys (coordinator/notifier.h): the items one replica is
+// delivering (list), deliveries waiting for a retry (zset by due ms), items that
+// exhausted their retries or were refused (list), replicas' lease expiries (zset).
+inline std::string notify_claimed(std::string_view ns, std::string_view replica) {
+  return notify_queue(ns) + ":claimed:" + std::string(replica);
+}
+inline std::string notify_retry(std::string_view ns) { return notify_queue(ns) + ":retry"; }
+inline std::string notify_dead(std::string_view ns) { return notify_queue(ns) + ":dead"; }
+inline std::string notify_replicas(std::string_view ns) { return notify_queue(ns) + ":replicas"; }
 inline std::string runs_index(std::string_view ns) { return "baton:" + std::string(ns) + ":runs"; }
 inline std::string done(std::string_view ns, std::string_view run_id, std::string_view step,
                         uint32_t attempt) {
