@@ -330,7 +330,7 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
     auto& runs = partitions_[it.p].runs;
     auto rit = runs.find(it.ev.run_id());
     if (rit != runs.end()) it.st = &rit->second;
-    if (!it.st || (!it.ev.has_step_result() && !it.ev.has_operator_())) continue;
+    if (!it.st || (!it.ev.has_step_result() && !it.ev.has_operator_() && !it.ev.has_decision())) continue;
     auto wf = registry_.find(it.st->workflow, it.st->version);
     if (!wf) continue;
     std::optional<RecordWriteRequest> req;
@@ -345,6 +345,8 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
       }
       int64_t version = v->is_nil() ? 0 : std::strtoll(v->str.c_str(), nullptr, 10);
       req = engine_.record_write_for_operator(*wf, *it.st, it.ev.operator_(), it.ev.event_id(), version);
+    } else if (it.ev.has_decision()) {
+      req = engine_.record_write_for_decision(*wf, *it.st, it.ev.decision());
     } else {
       req = engine_.record_write_for(*wf, *it.st, it.ev.step_result());
     }
@@ -427,6 +429,12 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
       RecordWriteOutcome none;
       const RecordWriteOutcome& w = it.write_index >= 0 ? outcomes[it.write_index] : none;
       it.t = engine_.on_operator(*wf, *it.st, it.ev.operator_(), now, w);
+    } else if (it.ev.has_decision()) {
+      auto wf = registry_.find(it.st->workflow, it.st->version);
+      if (!wf) continue;
+      RecordWriteOutcome none;
+      const RecordWriteOutcome& w = it.write_index >= 0 ? outcomes[it.write_index] : none;
+      it.t = engine_.on_decision(*wf, *it.st, it.ev.decision(), now, w);
     }
     if (!it.t.changed) continue;
     store_->append_apply(*it.st, it.t, part.epoch, it.m->offset, now);

@@ -62,8 +62,35 @@ const char* to_string(StepStatus s) {
     case StepStatus::kSucceeded: return "succeeded";
     case StepStatus::kFailed: return "failed";
     case StepStatus::kCancelled: return "cancelled";
+    case StepStatus::kAwaitingApproval: return "awaiting_approval";
   }
   return "unknown";
+}
+
+json GateState::to_json() const {
+  json j = {{"k", kind}, {"g", group}, {"o", opened_ms}};
+  if (due_ms) j["due"] = due_ms;
+  if (escalations) j["e"] = escalations;
+  if (!output.is_null()) {
+    j["out"] = output;
+    j["wr"] = writes;
+    j["v"] = version_read;
+  }
+  return j;
+}
+
+GateState GateState::from_json(const json& j) {
+  GateState g;
+  if (!j.is_object()) return g;
+  g.kind = j.value("k", "");
+  g.group = j.value("g", "");
+  g.opened_ms = j.value("o", int64_t{0});
+  g.due_ms = j.value("due", int64_t{0});
+  g.escalations = j.value("e", 0u);
+  if (auto it = j.find("out"); it != j.end()) g.output = *it;
+  if (auto it = j.find("wr"); it != j.end()) g.writes = *it;
+  g.version_read = j.value("v", int64_t{0});
+  return g;
 }
 
 json StepState::to_json() const {
@@ -81,6 +108,7 @@ json StepState::to_json() const {
   if (planned) j["n"] = planned;
   if (seq) j["q"] = seq;
   if (!input.is_null()) j["in"] = input;
+  if (gate) j["g"] = gate->to_json();
   return j;
 }
 
@@ -89,7 +117,7 @@ StepState StepState::from_json(const json& j) {
   if (!j.is_object()) return s;
   std::string st = j.value("s", "pending");
   for (auto c : {StepStatus::kPending, StepStatus::kRunning, StepStatus::kRetryWait, StepStatus::kSucceeded,
-                 StepStatus::kFailed, StepStatus::kCancelled}) {
+                 StepStatus::kFailed, StepStatus::kCancelled, StepStatus::kAwaitingApproval}) {
     if (st == to_string(c)) s.status = c;
   }
   s.attempt = j.value("a", 0u);
@@ -105,6 +133,7 @@ StepState StepState::from_json(const json& j) {
   s.planned = j.value("n", 0u);
   s.seq = j.value("q", 0u);
   if (auto it = j.find("in"); it != j.end()) s.input = *it;
+  if (auto it = j.find("g"); it != j.end()) s.gate = GateState::from_json(*it);
   return s;
 }
 
@@ -198,9 +227,12 @@ bool RunState::from_hashes(std::string_view run_id,
 std::string timer_member(std::string_view run_id, TimerKind kind, std::string_view step, uint32_t attempt) {
   std::string m;
   m.reserve(run_id.size() + step.size() + 16);
-  m.append(run_id)
-      .append(kind == TimerKind::kTimeout ? "|timeout|" : kind == TimerKind::kRetry ? "|retry|" : "|window|")
-      .append(step);
+  const char* k = kind == TimerKind::kTimeout   ? "|timeout|"
+                  : kind == TimerKind::kRetry   ? "|retry|"
+                  : kind == TimerKind::kWindow  ? "|window|"
+                  : kind == TimerKind::kSla     ? "|sla|"
+                                                : "|sla_near|";
+  m.append(run_id).append(k).append(step);
   m.push_back('|');
   m.append(std::to_string(attempt));
   return m;
@@ -222,6 +254,10 @@ bool parse_timer_member(std::string_view member, std::string& run_id, TimerKind&
     kind = TimerKind::kRetry;
   } else if (k == "window") {
     kind = TimerKind::kWindow;
+  } else if (k == "sla") {
+    kind = TimerKind::kSla;
+  } else if (k == "sla_near") {
+    kind = TimerKind::kSlaNear;
   } else {
     return false;
   }
@@ -383,6 +419,13 @@ void Engine::touch_step(const RunState& st, std::string_view step_id, Transition
 void Engine::end_run(RunState& st, RunStatus status, const std::string& reason, const std::string& detail,
                      int64_t now, Transition& t, const std::string& at) const {
   if (st.status != RunStatus::kRunning && st.status != RunStatus::kWaiting) return;  // already ended
+  // Gates still open elsewhere in the run (a branch, a held result) close with it.
+  for (auto& [id, s] : st.steps) {
+    if (s.status != StepStatus::kAwaitingApproval) continue;
+    close_gate(st, id, t);
+    s.status = StepStatus::kCancelled;
+    touch_step(st, id, t);
+  }
   st.status = status;
   st.ended_at = at;
   st.reason = reason;
@@ -392,6 +435,7 @@ void Engine::end_run(RunState& st, RunStatus status, const std::string& reason, 
   if (status == RunStatus::kException) {
     t.exception_reason = reason;
     t.audit.push_back({"run_exception", kCoordinator, now, {{"reason", reason}, {"detail", detail}}});
+    notify(st, t, "exception", at, {{"reason", reason}, {"detail", detail}}, now);
   } else {
     t.audit.push_back({"run_completed", kCoordinator, now, {{"duration_ms", now - st.created_ms}}});
   }
@@ -467,6 +511,12 @@ void Engine::enter(Ctx& c, const workflow::Step& step, const std::string& parent
       for (const auto& b : step.parallel) {
         if (const auto* bs = c.wf.find_step(b.step)) enter(c, *bs, instance);
       }
+      return;
+    }
+    case workflow::StepKind::kApproval: {
+      ss.dispatched_ms = c.now;
+      const auto& a = *step.approval;
+      open_gate(c, instance, "approval", a.group, a.sla_ms, nullptr);
       return;
     }
     case workflow::StepKind::kLoop: {
@@ -601,12 +651,62 @@ void Engine::cancel(Ctx& c, const std::string& instance) const {
     c.t.outbox_dels.push_back(outbox_field(instance, ss.attempt));
   } else if (ss.status == StepStatus::kRetryWait) {
     c.t.timers_del.push_back(timer_member(c.st.run_id, TimerKind::kRetry, instance, ss.attempt));
+  } else if (ss.status == StepStatus::kAwaitingApproval) {
+    close_gate(c.st, instance, c.t);
   } else {
     return;
   }
   ss.status = StepStatus::kCancelled;
   touch_step(c.st, instance, c.t);
   c.t.audit.push_back({"branch_cancelled", kCoordinator, c.now, {{"step", instance}, {"attempt", ss.attempt}}});
+}
+
+void Engine::notify(const RunState& st, Transition& t, const std::string& event, const std::string& instance,
+                    json extra, int64_t now) const {
+  if (!opts_.notify) return;
+  json n = std::move(extra);
+  n["event"] = event;
+  n["run_id"] = st.run_id;
+  n["workflow"] = st.workflow;
+  n["version"] = st.version;
+  if (!instance.empty()) n["step"] = instance;
+  if (!st.record_key.empty()) n["record_key"] = st.record_key;
+  n["at_ms"] = now;
+  n["id"] = st.run_id + ":" + event + ":" + (instance.empty() ? "-" : instance) + ":" + std::to_string(now);
+  t.notify.push_back(n.dump());
+}
+
+void Engine::open_gate(Ctx& c, const std::string& instance, const std::string& kind, const std::string& group,
+                       int64_t sla_ms, const GateState* held) const {
+  StepState& ss = c.st.steps[instance];
+  GateState g = held ? *held : GateState();
+  g.kind = kind;
+  g.group = group;
+  g.opened_ms = c.now;
+  g.escalations = 0;
+  g.due_ms = sla_ms > 0 ? c.now + sla_ms : 0;
+  ss.status = StepStatus::kAwaitingApproval;
+  ss.gate = std::move(g);
+  touch_step(c.st, instance, c.t);
+  c.t.gates_add.emplace_back(gate_member(c.st.run_id, instance), c.now);
+  if (sla_ms > 0) {
+    c.t.timers_add.emplace_back(timer_member(c.st.run_id, TimerKind::kSla, instance, 0), c.now + sla_ms);
+    c.t.timers_add.emplace_back(timer_member(c.st.run_id, TimerKind::kSlaNear, instance, 0), c.now + sla_ms * 4 / 5);
+  }
+  json detail = {{"step", instance}, {"kind", kind}, {"group", group}, {"due_ms", ss.gate->due_ms}};
+  c.t.audit.push_back({"gate_opened", kCoordinator, c.now, detail});
+  notify(c.st, c.t, "gate_opened", instance, {{"kind", kind}, {"group", group}, {"due_ms", ss.gate->due_ms}}, c.now);
+}
+
+void Engine::close_gate(RunState& st, const std::string& instance, Transition& t) const {
+  auto it = st.steps.find(instance);
+  if (it == st.steps.end() || !it->second.gate) return;
+  const GateState& g = *it->second.gate;
+  t.gates_del.push_back(gate_member(st.run_id, instance));
+  if (g.due_ms) {
+    t.timers_del.push_back(timer_member(st.run_id, TimerKind::kSla, instance, g.escalations));
+    t.timers_del.push_back(timer_member(st.run_id, TimerKind::kSlaNear, instance, g.escalations));
+  }
 }
 
 void Engine::check_join(Ctx& c, const workflow::Step& par, const std::string& instance) const {
@@ -873,6 +973,8 @@ std::optional<RecordWriteRequest> Engine::record_write_for(const workflow::Workf
   if (!check_contract(*step, parse_object_or_empty(r.output_json())).empty()) return std::nullopt;
   auto writes = parse_json(r.writes_json(), limits::kMaxMessageBytes);
   if (!writes || !writes->is_object() || writes->empty()) return std::nullopt;
+  // A result held at a gate writes when (and if) someone approves it.
+  if (gate_for_result(*step, st, parse_object_or_empty(r.output_json()))) return std::nullopt;
   RecordWriteRequest req;
   req.record_key = st.record_key;
   req.idempotency_key = st.run_id + ":" + r.step_id() + ":" + std::to_string(r.attempt());
@@ -930,6 +1032,19 @@ Transition Engine::on_result(const workflow::Workflow& wf, RunState& st, const b
       if (!violation.empty()) {
         fail_attempt(c, *step, instance, "contract_violation", violation, true);
         break;
+      }
+      if (write.kind == RecordWriteOutcome::Kind::kNone) {
+        if (const char* kind = gate_for_result(*step, st, output)) {
+          GateState held;
+          held.output = output;
+          auto w = parse_json(r.writes_json().empty() ? "{}" : r.writes_json(), limits::kMaxMessageBytes);
+          held.writes = w && w->is_object() ? std::move(w).value() : json::object();
+          held.version_read = r.record_version_read();
+          bool review = std::string_view(kind) == "review";
+          open_gate(c, instance, kind, review ? step->review->group : step->approval->group,
+                    review ? step->review->sla_ms : step->approval->sla_ms, &held);
+          break;
+        }
       }
       if (write.kind == RecordWriteOutcome::Kind::kCollision) {
         t.audit.push_back({"collision", kCoordinator, now,
@@ -1027,6 +1142,7 @@ Transition Engine::on_operator(const workflow::Workflow& wf, RunState& st, const
   const char* action = a.kind() == baton::v1::OperatorAction::RETRY     ? "retry"
                        : a.kind() == baton::v1::OperatorAction::RESOLVE ? "resolve"
                        : a.kind() == baton::v1::OperatorAction::CANCEL  ? "cancel"
+                       : a.kind() == baton::v1::OperatorAction::REROUTE ? "reroute"
                                                                         : "unknown";
   const std::string actor = a.actor().empty() ? "operator" : a.actor();
   json detail = {{"action", action}, {"comment", a.comment()}};
@@ -1045,8 +1161,10 @@ Transition Engine::on_operator(const workflow::Workflow& wf, RunState& st, const
     progress_fields(st, t);
     return t;
   }
-  if (a.kind() != baton::v1::OperatorAction::RETRY && a.kind() != baton::v1::OperatorAction::RESOLVE)
+  const bool reroute = a.kind() == baton::v1::OperatorAction::REROUTE;
+  if (a.kind() != baton::v1::OperatorAction::RETRY && a.kind() != baton::v1::OperatorAction::RESOLVE && !reroute)
     return refuse("unknown action");
+  if (reroute && a.step().empty()) return refuse("reroute needs the step to go on at");
   const workflow::Step* step = operator_step(wf, st, a);
   if (!step) return refuse(a.step().empty() ? "no step to act on (give one)" : "unknown step " + a.step());
   if (wf.is_sub_step(step->id)) return refuse("step " + step->id + " runs inside another step; act on that one");
@@ -1061,7 +1179,7 @@ Transition Engine::on_operator(const workflow::Workflow& wf, RunState& st, const
       return refuse("record " + st.record_key + " changed while resolving; act again");
     if (write.kind == RecordWriteOutcome::Kind::kForbidden) return refuse("field " + write.field + " may not be written");
     detail["output"] = output;
-  } else if (!a.input_json().empty()) {
+  } else if (!a.input_json().empty()) {  // retry and reroute may replace the input
     auto parsed = parse_json(a.input_json(), limits::kMaxMessageBytes);
     if (!parsed || !parsed->is_object()) return refuse("the new input must be a JSON object");
     detail["input"] = {{"old", st.input}, {"new", *parsed}};
@@ -1079,8 +1197,8 @@ Transition Engine::on_operator(const workflow::Workflow& wf, RunState& st, const
   st.updated_ms = now;
   t.ending = "resumed";
   Ctx c{wf, st, t, now, nullptr, json(), false, step->id};
-  if (a.kind() == baton::v1::OperatorAction::RETRY) {
-    enter(c, *step, "");
+  if (a.kind() != baton::v1::OperatorAction::RESOLVE) {
+    enter(c, *step, "");  // retry: the step again; reroute: another step
   } else {
     // Recorded as a new instance of the step that an operator completed.
     std::string instance = new_instance(st, step->id);
@@ -1094,6 +1212,229 @@ Transition Engine::on_operator(const workflow::Workflow& wf, RunState& st, const
     leave(c, *step, output);
   }
   progress_fields(st, t);  // with an ending ("resumed" too): also reason, detail, at, ended
+  return t;
+}
+
+bool Engine::sampled(std::string_view run_id, std::string_view step_id, double share) {
+  if (share <= 0) return false;
+  if (share >= 1) return true;
+  // FNV-1a 64 of "<run>:<step>": the same run is always (not) sampled, on every replica.
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&](std::string_view s) {
+    for (unsigned char ch : s) {
+      h ^= ch;
+      h *= 1099511628211ull;
+    }
+  };
+  mix(run_id);
+  mix(":");
+  mix(step_id);
+  return static_cast<double>(h % 1000000u) < share * 1000000.0;
+}
+
+const char* Engine::gate_for_result(const workflow::Step& step, const RunState& st, const json& output) {
+  if (step.kind != workflow::StepKind::kTask) return nullptr;
+  if (step.approval) {
+    if (!step.approval->when) return "approval";
+    workflow::ExprScope scope;
+    scope.input = &st.input;
+    scope.output = &output;
+    json run;
+    if (step.approval->when->reads("run")) {
+      run = {{"id", st.run_id},
+             {"workflow", st.workflow},
+             {"version", st.version},
+             {"executed", st.steps_executed},
+             {"steps", st.context}};
+      scope.run = &run;
+    }
+    if (step.approval->when->eval(scope)) return "approval";
+  }
+  if (step.review && sampled(st.run_id, step.id, step.review->sample)) return "review";
+  return nullptr;
+}
+
+void Engine::on_sla(Ctx& c, const workflow::Step& step, const std::string& instance, bool near) const {
+  StepState& ss = c.st.steps[instance];
+  GateState& g = *ss.gate;
+  if (near) {
+    c.t.audit.push_back({"gate_sla_near", kCoordinator, c.now, {{"step", instance}, {"group", g.group}, {"due_ms", g.due_ms}}});
+    notify(c.st, c.t, "gate_sla_near", instance, {{"kind", g.kind}, {"group", g.group}, {"due_ms", g.due_ms}}, c.now);
+    return;
+  }
+  c.st.updated_ms = c.now;
+  const std::string escalate_to = g.kind == "approval" && step.approval ? step.approval->escalate_to : "";
+  if (!escalate_to.empty() && g.escalations == 0) {
+    c.t.timers_del.push_back(timer_member(c.st.run_id, TimerKind::kSlaNear, instance, 0));
+    int64_t sla = step.approval->escalate_sla_ms ? step.approval->escalate_sla_ms : step.approval->sla_ms;
+    std::string from = g.group;
+    g.escalations = 1;
+    g.group = escalate_to;
+    g.due_ms = c.now + sla;
+    c.t.timers_add.emplace_back(timer_member(c.st.run_id, TimerKind::kSla, instance, 1), g.due_ms);
+    c.t.timers_add.emplace_back(timer_member(c.st.run_id, TimerKind::kSlaNear, instance, 1), c.now + sla * 4 / 5);
+    touch_step(c.st, instance, c.t);
+    c.t.audit.push_back({"gate_escalated", kCoordinator, c.now,
+                         {{"step", instance}, {"from", from}, {"to", g.group}, {"due_ms", g.due_ms}}});
+    notify(c.st, c.t, "gate_escalated", instance,
+           {{"kind", g.kind}, {"group", g.group}, {"from", from}, {"due_ms", g.due_ms}}, c.now);
+    return;
+  }
+  std::string group = g.group;
+  close_gate(c.st, instance, c.t);
+  c.t.audit.push_back({"gate_timeout", kCoordinator, c.now, {{"step", instance}, {"group", group}}});
+  std::string why = "no decision from " + group + " within the SLA";
+  if (!ss.parent.empty()) {
+    ss.status = StepStatus::kRunning;  // fail_attempt decides the final state (not retried)
+    fail_attempt(c, step, instance, "approval_timeout", why, false, "approval_timeout");
+    return;
+  }
+  ss.status = StepStatus::kFailed;
+  ss.error_code = "approval_timeout";
+  ss.error_message = why;
+  touch_step(c.st, instance, c.t);
+  end_run(c.st, RunStatus::kException, "approval_timeout", instance + ": " + why, c.now, c.t, instance);
+}
+
+std::optional<RecordWriteRequest> Engine::record_write_for_decision(const workflow::Workflow& wf, const RunState& st,
+                                                                    const baton::v1::GateDecision& d) const {
+  if (!d.approve() || st.status != RunStatus::kRunning || st.record_key.empty()) return std::nullopt;
+  auto it = st.steps.find(d.step());
+  if (it == st.steps.end() || it->second.status != StepStatus::kAwaitingApproval || !it->second.gate ||
+      it->second.gate->output.is_null())
+    return std::nullopt;
+  const workflow::Step* step = wf.find_step(step_of(d.step()));
+  if (!step || step->writes.empty()) return std::nullopt;
+  const GateState& g = *it->second.gate;
+  std::vector<std::pair<std::string, std::string>> fields;
+  if (g.writes.is_object())
+    for (auto& [k, v] : g.writes.items()) fields.emplace_back(k, v.dump());
+  if (!d.output_json().empty()) {
+    // A correction: its fields the step may write replace the agent's.
+    auto corrected = parse_json(d.output_json(), limits::kMaxMessageBytes);
+    if (!corrected || !corrected->is_object() || !check_contract(*step, *corrected).empty()) return std::nullopt;
+    for (const auto& f : step->writes) {
+      auto c = corrected->find(f);
+      if (c == corrected->end()) continue;
+      auto same = std::find_if(fields.begin(), fields.end(), [&](const auto& p) { return p.first == f; });
+      if (same != fields.end()) {
+        same->second = c->dump();
+      } else {
+        fields.emplace_back(f, c->dump());
+      }
+    }
+  }
+  if (fields.empty()) return std::nullopt;
+  RecordWriteRequest req;
+  req.record_key = st.record_key;
+  req.idempotency_key = st.run_id + ":" + d.step() + ":" + std::to_string(it->second.attempt);
+  req.writer = st.run_id + ":" + d.step();
+  req.version_read = g.version_read;
+  req.allowed = step->writes;
+  req.fields = std::move(fields);
+  return req;
+}
+
+Transition Engine::on_decision(const workflow::Workflow& wf, RunState& st, const baton::v1::GateDecision& d,
+                               int64_t now, const RecordWriteOutcome& write) const {
+  Transition t;
+  t.changed = true;
+  const std::string actor = d.actor().empty() ? "approver" : d.actor();
+  const std::string& instance = d.step();
+  json detail = {{"step", instance}, {"decision", d.approve() ? "approved" : "rejected"}, {"comment", d.comment()}};
+  auto refuse = [&](const std::string& why) {
+    detail["refused"] = why;
+    t.audit.push_back({"decision_refused", actor, now, detail});
+    return t;
+  };
+  if (st.status != RunStatus::kRunning) return refuse("the run is not running");
+  auto it = st.steps.find(instance);
+  const workflow::Step* step = wf.find_step(step_of(instance));
+  if (it == st.steps.end() || !step || it->second.status != StepStatus::kAwaitingApproval || !it->second.gate)
+    return refuse("no open gate on step " + instance);
+  StepState& ss = it->second;
+  const GateState g = *ss.gate;
+  const bool held = !g.output.is_null();
+  detail["kind"] = g.kind;
+  detail["group"] = g.group;
+  detail["waited_ms"] = now - g.opened_ms;
+  json corrected;
+  if (!d.output_json().empty()) {
+    if (!held) return refuse("an approval step takes no output");
+    if (!d.approve()) return refuse("a rejection takes no corrected output");
+    auto parsed = parse_json(d.output_json(), limits::kMaxMessageBytes);
+    if (!parsed || !parsed->is_object()) return refuse("the corrected output must be a JSON object");
+    if (std::string v = check_contract(*step, *parsed); !v.empty())
+      return refuse("the corrected output breaks the contract: " + v);
+    corrected = std::move(parsed).value();
+    if (corrected != g.output) {
+      detail["decision"] = "corrected";
+      detail["original"] = g.output;
+      detail["corrected"] = corrected;
+    }
+  }
+  // Overturned: the person did not take the agent's result as it was (the
+  // agent's measured accuracy at this step; GET /v1/stats).
+  detail["overturned"] = held && (!d.approve() || detail["decision"] == "corrected");
+  Ctx c{wf, st, t, now, nullptr, json(), false, instance};
+  st.updated_ms = now;
+  close_gate(st, instance, t);
+  t.audit.push_back({"gate_decided", actor, now, detail});
+  const std::string key = ss.key.empty() ? step->id : ss.key;
+  if (d.approve()) {
+    json out;
+    if (held) {
+      ss.status = StepStatus::kRunning;  // the held result is decided now
+      if (write.kind == RecordWriteOutcome::Kind::kCollision) {
+        t.audit.push_back({"collision", kCoordinator, now,
+                           {{"step", instance},
+                            {"record", st.record_key},
+                            {"version_read", g.version_read},
+                            {"version_now", write.version}}});
+        fail_attempt(c, *step, instance, "collision",
+                     "record " + st.record_key + " changed while the result waited for approval (read v" +
+                         std::to_string(g.version_read) + ", now v" + std::to_string(write.version) + ")",
+                     true);
+        progress_fields(st, t);
+        return t;
+      }
+      if (write.kind == RecordWriteOutcome::Kind::kForbidden) {
+        fail_attempt(c, *step, instance, "forbidden_write", "field '" + write.field + "' is not in the step's writes",
+                     false);
+        progress_fields(st, t);
+        return t;
+      }
+      if (write.kind == RecordWriteOutcome::Kind::kApplied)
+        t.audit.push_back(record_written(write, instance, st.record_key, actor, now));
+      out = corrected.is_null() ? g.output : corrected;
+    } else {
+      out = {{"approved", true}, {"by", actor}, {"comment", d.comment()}};
+    }
+    ss.status = StepStatus::kSucceeded;
+    ss.error_code.clear();
+    ss.error_message.clear();
+    touch_step(st, instance, t);
+    c.store(key, out, instance);
+    succeeded(c, *step, instance, out);
+  } else {
+    const bool review = g.kind == "review";
+    const std::string code = review ? "review_rejected" : "approval_rejected";
+    std::string why = "rejected by " + actor + (d.comment().empty() ? "" : ": " + d.comment());
+    if (!held) c.store(key, {{"approved", false}, {"by", actor}, {"comment", d.comment()}}, instance);
+    if (!ss.parent.empty()) {
+      ss.status = StepStatus::kRunning;  // fail_attempt decides the final state (not retried)
+      fail_attempt(c, *step, instance, code, why, false, code.c_str());
+    } else {
+      ss.status = StepStatus::kFailed;
+      ss.error_code = code;
+      ss.error_message = why;
+      touch_step(st, instance, t);
+      std::string target = review || !step->approval ? std::string(workflow::kTargetException) : step->approval->on_reject;
+      t.audit.push_back({"routed", kCoordinator, now, {{"step", instance}, {"when", "rejected"}, {"to", target}}});
+      go_to(c, *step, target, code, instance + ": " + why);
+    }
+  }
+  progress_fields(st, t);
   return t;
 }
 
@@ -1113,6 +1454,15 @@ Transition Engine::on_timer(const workflow::Workflow& wf, RunState& st, const Ti
   }
   const workflow::Step* step = wf.find_step(step_of(timer.step_id));
   auto it = st.steps.find(timer.step_id);
+  if (timer.kind == TimerKind::kSla || timer.kind == TimerKind::kSlaNear) {
+    if (st.status != RunStatus::kRunning || !step || it == st.steps.end() ||
+        it->second.status != StepStatus::kAwaitingApproval || !it->second.gate ||
+        it->second.gate->escalations != timer.attempt)
+      return t;  // decided meanwhile: only removed
+    on_sla(c, *step, timer.step_id, timer.kind == TimerKind::kSlaNear);
+    progress_fields(st, t);
+    return t;
+  }
   if (st.status != RunStatus::kRunning || !step || it == st.steps.end() || it->second.attempt != timer.attempt) {
     return t;  // stale timer: only removed
   }

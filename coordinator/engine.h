@@ -27,7 +27,9 @@ inline bool ended(RunStatus s) {
   return s == RunStatus::kCompleted || s == RunStatus::kException || s == RunStatus::kCancelled;
 }
 // kCancelled: a parallel branch the join no longer needs (`any`, `quorum`).
-enum class StepStatus { kPending, kRunning, kRetryWait, kSucceeded, kFailed, kCancelled };
+// kAwaitingApproval: a gate is open on it (an approval step, or a task's
+// result held for an approval or a sampled review).
+enum class StepStatus { kPending, kRunning, kRetryWait, kSucceeded, kFailed, kCancelled, kAwaitingApproval };
 
 const char* to_string(RunStatus s);
 const char* to_string(StepStatus s);
@@ -37,6 +39,22 @@ const char* to_string(StepStatus s);
 // new instance id each time, `<step>#<n>` or `<step>#<plan id>`, so each run of
 // it has its own attempts, timers and idempotency keys. The first instance's
 // id is the step id itself.
+// An open gate on a step instance (StepStatus::kAwaitingApproval).
+struct GateState {
+  std::string kind;  // "approval" or "review"
+  std::string group;
+  int64_t opened_ms = 0;
+  int64_t due_ms = 0;        // SLA deadline (0: none)
+  uint32_t escalations = 0;  // times the SLA passed it on to another group
+  // A task's result held until the decision (null output: an approval step).
+  nlohmann::json output;
+  nlohmann::json writes;  // the result's record writes (object; may be empty)
+  int64_t version_read = 0;
+
+  nlohmann::json to_json() const;
+  static GateState from_json(const nlohmann::json& j);
+};
+
 struct StepState {
   StepStatus status = StepStatus::kPending;
   uint32_t attempt = 0;  // current attempt (0: never dispatched)
@@ -52,6 +70,7 @@ struct StepState {
   uint32_t planned = 0;  // planners: tasks planned so far in this visit
   uint32_t seq = 0;      // tasks: order of first dispatch in the run (1-based); the run's path
   nlohmann::json input;  // planned tasks: their own input (null: the run's input)
+  std::optional<GateState> gate;  // while kAwaitingApproval, and kept after the decision
 
   nlohmann::json to_json() const;
   static StepState from_json(const nlohmann::json& j);
@@ -96,7 +115,8 @@ std::string_view step_of(std::string_view instance);
 
 // A timer in the partition's timers zset. Member "<run>|<kind>|<step>|<attempt>".
 // kWindow: the workflow's window opens (step "-", attempt 0).
-enum class TimerKind { kTimeout, kRetry, kWindow };
+// kSla / kSlaNear: a gate's SLA passes / is near (attempt = the gate's escalations).
+enum class TimerKind { kTimeout, kRetry, kWindow, kSla, kSlaNear };
 struct Timer {
   TimerKind kind;
   std::string step_id;
@@ -147,6 +167,11 @@ struct Transition {
   std::vector<std::pair<std::string, int64_t>> timers_add;  // member, due ms
   std::vector<std::string> timers_del;
   std::vector<AuditRecord> audit;
+  // Open gates index (baton:<ns>:approvals): member "<run>|<instance>", score opened ms.
+  std::vector<std::pair<std::string, int64_t>> gates_add;
+  std::vector<std::string> gates_del;
+  // Notifications for the notifier (baton:<ns>:notify), JSON objects; see docs/notifications.md.
+  std::vector<std::string> notify;
   std::string ending;            // "" (running), "completed", "exception"
   std::string exception_reason;  // set when ending == "exception"
 };
@@ -156,6 +181,7 @@ std::string outbox_field(std::string_view step_id, uint32_t attempt);
 
 struct EngineOptions {
   std::string ns = "dev";
+  bool notify = false;  // emit Transition::notify items (a notifier is configured)
 };
 
 class Engine {
@@ -204,6 +230,26 @@ class Engine {
   static const workflow::Step* operator_step(const workflow::Workflow& wf, const RunState& state,
                                              const baton::v1::OperatorAction& a);
 
+  // A person's decision on an open gate (approve / reject; a review's
+  // correction). Refused (audited, nothing else changes) when no gate is open
+  // on that step instance. `write`: the outcome of record_write_for_decision.
+  Transition on_decision(const workflow::Workflow& wf, RunState& state, const baton::v1::GateDecision& d,
+                         int64_t now_ms, const RecordWriteOutcome& write = {}) const;
+  // The held record write an approval releases (the task's writes, or for a
+  // corrected review the correction's fields the step may write), at the
+  // version the agent read. nullopt when there is nothing to write.
+  std::optional<RecordWriteRequest> record_write_for_decision(const workflow::Workflow& wf, const RunState& state,
+                                                              const baton::v1::GateDecision& d) const;
+  // Whether a task's OK result is held at a gate: "approval" (approval on the
+  // step and approve_when holds or is absent), "review" (sampled), or null.
+  static const char* gate_for_result(const workflow::Step& step, const RunState& state, const nlohmann::json& output);
+  // Deterministic sampling: true for a `share` (0..1) of run ids.
+  static bool sampled(std::string_view run_id, std::string_view step_id, double share);
+  // The gates index member of an instance.
+  static std::string gate_member(std::string_view run_id, std::string_view instance) {
+    return std::string(run_id) + "|" + std::string(instance);
+  }
+
   // A due timer of this run.
   Transition on_timer(const workflow::Workflow& wf, RunState& state, const Timer& t, int64_t now_ms) const;
 
@@ -232,6 +278,16 @@ class Engine {
                int64_t now, Transition& t, const std::string& at = "") const;
   void touch_step(const RunState& st, std::string_view step_id, Transition& t) const;
   void cancel(Ctx& c, const std::string& instance) const;
+  // Opens a gate on `instance` (status kAwaitingApproval): index, SLA timers,
+  // audit, notification. `held`: a task's result waiting for the decision.
+  void open_gate(Ctx& c, const std::string& instance, const std::string& kind, const std::string& group,
+                 int64_t sla_ms, const GateState* held) const;
+  // A gate's SLA passed (escalate or exception) or is near (notify).
+  void on_sla(Ctx& c, const workflow::Step& step, const std::string& instance, bool near) const;
+  // Removes an instance's gate from the index and its SLA timers.
+  void close_gate(RunState& st, const std::string& instance, Transition& t) const;
+  void notify(const RunState& st, Transition& t, const std::string& event, const std::string& instance,
+              nlohmann::json extra, int64_t now) const;
 
   EngineOptions opts_;
 };

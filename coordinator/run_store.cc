@@ -157,7 +157,7 @@ void RunStore::append_apply(const RunState& st, const Transition& t, int64_t epo
   const std::string& id = st.run_id;
   args_.push_back("FCALL");
   args_.push_back("baton_apply");
-  args_.push_back("9");
+  args_.push_back("11");
   args_.push_back(keys::run(ns_, id));
   args_.push_back(keys::run_ctx(ns_, id));
   args_.push_back(keys::run_outbox(ns_, id));
@@ -167,6 +167,8 @@ void RunStore::append_apply(const RunState& st, const Transition& t, int64_t epo
   args_.push_back(keys::timers(ns_, st.partition));
   args_.push_back(keys::active(ns_, st.partition));
   args_.push_back(keys::exceptions(ns_));
+  args_.push_back(keys::approvals(ns_));
+  args_.push_back(keys::notify_queue(ns_));
   args_.push_back(std::to_string(epoch));
   args_.push_back(std::to_string(offset));
   args_.push_back(t.is_new ? "new" : "upd");
@@ -204,6 +206,15 @@ void RunStore::append_apply(const RunState& st, const Transition& t, int64_t epo
   }
   args_.push_back(t.ending);  // "" (no change), completed, exception, cancelled or resumed
   args_.push_back(t.exception_reason);
+  args_.push_back(std::to_string(t.gates_add.size()));
+  for (const auto& [m, score] : t.gates_add) {
+    args_.push_back(m);
+    args_.push_back(std::to_string(score));
+  }
+  args_.push_back(std::to_string(t.gates_del.size()));
+  for (const auto& m : t.gates_del) args_.push_back(m);
+  args_.push_back(std::to_string(t.notify.size()));
+  for (const auto& n : t.notify) args_.push_back(n);
   std::vector<std::string_view> argv(args_.begin(), args_.end());
   client_->append(argv);
 }

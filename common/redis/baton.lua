@@ -6,7 +6,7 @@
 -- functions make each transition atomic, fenced by the partition epoch and
 -- idempotent by the events offset.
 
-local LIBRARY_VERSION = 1
+local LIBRARY_VERSION = 2
 
 local function baton_version(keys, args)
   return LIBRARY_VERSION
@@ -14,7 +14,9 @@ end
 
 -- baton_apply: one run transition, all or nothing.
 -- KEYS: 1 run hash, 2 ctx hash, 3 outbox hash, 4 audit stream, 5 epoch:<p>,
---       6 applied:<p>, 7 timers:<p>, 8 active:<p>, 9 exceptions zset
+--       6 applied:<p>, 7 timers:<p>, 8 active:<p>, 9 exceptions zset,
+--       10 approvals zset and 11 notify list (both optional: only needed when
+--       the gate and notify sections below are given)
 -- ARGV: 1 caller epoch, 2 events offset (-1: internal event, no offset check),
 --       3 mode "new" (run must not exist) | "upd" (run must exist),
 --       4 run id, 5 now ms, then sections, each a count followed by its items:
@@ -27,7 +29,9 @@ end
 --       exceptions zset) or "completed" | "exception" | ... (the run ends:
 --       out of active:<p>; out of the exceptions zset unless a reason is given),
 --       then the exception reason ("" for none; non-empty: the run is put in
---       the exceptions zset, scored by now).
+--       the exceptions zset, scored by now), then three optional sections:
+--       gate adds (member, score)* and gate dels member* on the approvals
+--       zset, and notifications item* RPUSHed on the notify list.
 -- Returns "OK", "DUP" (offset already applied), "EXISTS" (new run that exists;
 -- the offset is still recorded), "MISSING" (update of an unknown run; the
 -- offset is still recorded), or an error "FENCED <current epoch>". Malformed
@@ -94,6 +98,29 @@ local function baton_apply(keys, args)
   local ending = args[i]
   local reason = args[i + 1]
   if ending == nil then return redis.error_reply('ERR baton_apply: no ending') end
+  i = i + 2
+  local extra_w = {2, 1, 1}
+  local extra_names = {'gate adds', 'gate dels', 'notifications'}
+  for s = 1, 3 do
+    local w = extra_w[s]
+    local n = 0
+    if args[i] ~= nil then
+      n = section_count(args, i, w)
+      if n == nil then return redis.error_reply('ERR baton_apply: bad ' .. extra_names[s] .. ' count') end
+      if n > 0 and keys[s <= 2 and 10 or 11] == nil then
+        return redis.error_reply('ERR baton_apply: ' .. extra_names[s] .. ' need their key')
+      end
+      first[7 + s], count[7 + s] = i + 1, n
+      i = i + 1 + w * n
+    else
+      first[7 + s], count[7 + s] = i, 0
+    end
+  end
+  for k = 0, count[8] - 1 do
+    if tonumber(args[first[8] + 2 * k + 1]) == nil then
+      return redis.error_reply('ERR baton_apply: bad gate score')
+    end
+  end
 
   if offset >= 0 then
     local applied = tonumber(counters[2] or '-1')
@@ -124,6 +151,13 @@ local function baton_apply(keys, args)
     redis.call('XADD', keys[4], '*', 'kind', args[b], 'at', args[b + 1], 'actor', args[b + 2],
                'detail', args[b + 3])
   end
+
+  for k = 0, count[8] - 1 do
+    local b = first[8] + 2 * k
+    redis.call('ZADD', keys[10], args[b + 1], args[b])
+  end
+  call_chunked('ZREM', keys[10], args, first[9], count[9], 1)
+  call_chunked('RPUSH', keys[11], args, first[10], count[10], 1)
 
   local has_reason = reason ~= nil and reason ~= ''
   if ending == '' then

@@ -35,8 +35,14 @@ const std::vector<std::string> kTopKeys = {"name",      "version", "description"
 const std::vector<std::string> kTopPlanned = {"budget", "agents"};
 const std::vector<std::string> kStepKeys = {"id",      "role",  "agent",   "writes",   "output", "next",
                                             "timeout", "retry", "route",   "handoff",  "parallel",
-                                            "join",    "loop",  "planner"};
-const std::vector<std::string> kStepPlanned = {"approval", "approve_when", "lock", "on_collision", "input"};
+                                            "join",    "loop",  "planner", "approval", "approve_when",
+                                            "review_sample", "review"};
+const std::vector<std::string> kStepPlanned = {"lock", "on_collision", "input"};
+const std::vector<std::string> kApprovalKeys = {"group", "sla", "on_timeout", "on_reject"};
+const std::vector<std::string> kEscalateKeys = {"escalate", "sla"};
+const std::vector<std::string> kReviewKeys = {"group", "sla"};
+// Keys of a gate step (`approval` without `role`): a person decides, no worker.
+const std::vector<std::string> kGateKeys = {"id", "approval", "next", "route"};
 const std::vector<std::string> kScheduleKeys = {"cron", "timezone", "input"};
 const std::vector<std::string> kWindowKeys = {"days", "from", "to", "timezone"};
 const std::vector<std::string> kHandoffKeys = {"from_output", "allowed"};
@@ -190,6 +196,7 @@ struct StepMarks {
   std::vector<bool> branch_policy;   // on_failure written explicitly
   YAML::Mark loop;
   YAML::Mark planner;
+  YAML::Mark approval;
   std::vector<std::string> keys;     // keys present, for the control-step check
 };
 
@@ -583,6 +590,7 @@ class Parser {
     std::vector<Entry> es;
     if (!entries(node, es)) return false;
     bool has_id = false, has_role = false;
+    const Entry* approve_when = nullptr;
     marks.node = node.Mark();
     for (const auto& e : es) {
       if (contains(kStepPlanned, e.name)) return planned(e);
@@ -623,6 +631,21 @@ class Parser {
       } else if (e.name == "planner") {
         if (!parse_planner(e, s)) return false;
         marks.planner = e.key.Mark();
+      } else if (e.name == "approval") {
+        if (!parse_approval(e, s)) return false;
+        marks.approval = e.key.Mark();
+      } else if (e.name == "approve_when") {
+        approve_when = &e;
+      } else if (e.name == "review_sample") {
+        double v = -1;
+        Kind kind = kind_of(e.value);
+        bool ok = e.value.IsScalar() && (kind == Kind::kInt || kind == Kind::kFloat) &&
+                  parse_double(e.value.Scalar(), v) && v >= 0.0 && v <= 1.0;
+        if (!ok) return fail(e.where(), "`review_sample` must be a share from 0 to 1 (e.g. 0.05), got " + describe(e.value));
+        if (!s.review) s.review = Review();
+        s.review->sample = v;
+      } else if (e.name == "review") {
+        if (!parse_review(e, s)) return false;
       } else {
         return unknown_key(e, "in a step", kStepKeys);
       }
@@ -630,6 +653,26 @@ class Parser {
     if (!has_id) return fail(node, "step is missing required key `id`");
     if (s.id == kTargetEnd || s.id == kTargetException) {
       return fail(marks.id, "step id " + code(s.id) + " is reserved (a built-in route target)");
+    }
+    if (s.approval && !has_role && s.kind == StepKind::kTask) s.kind = StepKind::kApproval;
+    if (approve_when) {
+      if (!s.approval || s.kind != StepKind::kTask) {
+        return fail(approve_when->key, "`approve_when` needs `role` and `approval: {group: ...}` in the same step "
+                                       "(it holds the task's result for that group)");
+      }
+      if (!get_condition(*approve_when, "approve_when", s.approval->when)) return false;
+      if (s.approval->when->reads("record")) {
+        return fail(approve_when->where(), "`approve_when` may read input, output and run, not record (the record "
+                                           "is written after the decision)");
+      }
+    }
+    if (s.review) {
+      const Entry* r = nullptr;
+      for (const auto& e : es)
+        if (e.name == "review" || e.name == "review_sample") r = r ? r : &e;
+      if (s.kind != StepKind::kTask) return fail(r->key, "`review_sample` is for task steps (it samples a role's results)");
+      bool has_sample = std::any_of(es.begin(), es.end(), [](const Entry& x) { return x.name == "review_sample"; });
+      if (!has_sample) return fail(r->key, "`review` needs `review_sample` (the share of results a person checks)");
     }
     if (!check_step_shape(s, marks, es)) return false;
     // A branch's failure fails an `all` join; `any` and `quorum` only need enough
@@ -639,7 +682,7 @@ class Parser {
       if (!marks.branch_policy[b]) s.parallel[b].ignore_failure = s.join.mode != JoinMode::kAll;
     }
     if (!has_role && s.kind == StepKind::kTask) {
-      return fail(node, "step " + code(s.id) + " is missing required key `role`");
+      return fail(node, "step " + code(s.id) + " is missing required key `role` (or `approval` for a person's decision)");
     }
     for (std::size_t i = 0; i < wf.steps.size(); ++i) {
       if (wf.steps[i].id == s.id) {
@@ -1003,6 +1046,74 @@ class Parser {
     return true;
   }
 
+  bool parse_approval(const Entry& e, Step& s) {
+    if (!e.value.IsMap()) {
+      return fail(e.where(), "`approval` must be a map (keys: " + join(kApprovalKeys) + "), got " + describe(e.value));
+    }
+    std::vector<Entry> es;
+    if (!entries(e.value, es)) return false;
+    Approval a;
+    bool has_group = false;
+    for (const auto& k : es) {
+      if (k.name == "group") {
+        if (!get_id(k, "approval.group", a.group)) return false;
+        has_group = true;
+      } else if (k.name == "sla") {
+        if (!get_duration(k, "approval.sla", /*allow_zero=*/false, a.sla_ms)) return false;
+      } else if (k.name == "on_reject") {
+        if (!get_target(k, "approval.on_reject", a.on_reject)) return false;
+      } else if (k.name == "on_timeout") {
+        if (k.value.IsScalar() && kind_of(k.value) == Kind::kString && k.value.Scalar() == kTargetException) continue;
+        if (!k.value.IsMap()) {
+          return fail(k.where(), "`approval.on_timeout` must be exception or {escalate: <group>, sla: <duration>}, got " +
+                                     describe(k.value));
+        }
+        std::vector<Entry> ts;
+        if (!entries(k.value, ts)) return false;
+        for (const auto& t : ts) {
+          if (t.name == "escalate") {
+            if (!get_id(t, "approval.on_timeout.escalate", a.escalate_to)) return false;
+          } else if (t.name == "sla") {
+            if (!get_duration(t, "approval.on_timeout.sla", /*allow_zero=*/false, a.escalate_sla_ms)) return false;
+          } else {
+            return unknown_key(t, "in `approval.on_timeout`", kEscalateKeys);
+          }
+        }
+        if (a.escalate_to.empty()) return fail(k.value, "`approval.on_timeout` is missing required key `escalate`");
+      } else {
+        return unknown_key(k, "in `approval`", kApprovalKeys);
+      }
+    }
+    if (!has_group) return fail(e.value, "`approval` is missing required key `group` (who decides)");
+    if (!a.escalate_to.empty() && a.sla_ms == 0) {
+      return fail(e.value, "`approval.on_timeout` escalates after the SLA: `approval` needs `sla`");
+    }
+    if (a.escalate_to == a.group && !a.group.empty()) {
+      return fail(e.value, "`approval.on_timeout.escalate` names the gate's own group " + code(a.group));
+    }
+    s.approval = std::move(a);
+    return true;
+  }
+
+  bool parse_review(const Entry& e, Step& s) {
+    if (!e.value.IsMap()) {
+      return fail(e.where(), "`review` must be a map (keys: " + join(kReviewKeys) + "), got " + describe(e.value));
+    }
+    std::vector<Entry> es;
+    if (!entries(e.value, es)) return false;
+    if (!s.review) s.review = Review();
+    for (const auto& k : es) {
+      if (k.name == "group") {
+        if (!get_id(k, "review.group", s.review->group)) return false;
+      } else if (k.name == "sla") {
+        if (!get_duration(k, "review.sla", /*allow_zero=*/false, s.review->sla_ms)) return false;
+      } else {
+        return unknown_key(k, "in `review`", kReviewKeys);
+      }
+    }
+    return true;
+  }
+
   // Which keys go together: one way out (next, route, handoff), control steps
   // without worker keys, join only with parallel.
   bool check_step_shape(const Step& s, const StepMarks& marks, const std::vector<Entry>& es) {
@@ -1022,7 +1133,14 @@ class Parser {
     if (entry("join") && !entry("parallel")) {
       return fail(entry("join")->key, "`join` needs `parallel` in the same step");
     }
-    if (s.kind != StepKind::kTask) {
+    if (s.kind == StepKind::kApproval) {
+      for (const auto& e : es) {
+        if (!contains(kGateKeys, e.name)) {
+          return fail(e.key, code(e.name) + " is not allowed in an approval step without `role` (a person decides; "
+                                             "allowed: " + join(kGateKeys) + ")");
+        }
+      }
+    } else if (s.kind != StepKind::kTask) {
       for (const auto& e : es) {
         if (!contains(kControlKeys, e.name)) {
           return fail(e.key, code(e.name) + " is not allowed in a " +
@@ -1163,6 +1281,9 @@ class Parser {
           return unknown(m.planner, "planner.on_exhausted", s.planner->on_exhausted);
         }
       }
+      if (s.approval && !is_target(wf, s.approval->on_reject)) {
+        return unknown(m.approval, "approval.on_reject", s.approval->on_reject);
+      }
     }
     for (std::size_t i = 0; i < wf.steps.size(); ++i) {
       const Step& s = wf.steps[i];
@@ -1171,7 +1292,7 @@ class Parser {
       if (i == 0) return fail(marks_[i].node, "step " + code(s.id) + " is " + p->second + " and cannot be the entry step");
       if (s.kind != StepKind::kTask || s.planner) {
         return fail(marks_[i].node, "step " + code(s.id) + " is " + p->second +
-                                        " and must be a plain task step (no parallel, loop or planner)");
+                                        " and must be a plain task step (no parallel, loop, planner or approval step)");
       }
       if (!s.next.empty() || !s.route.empty() || s.handoff) {
         return fail(marks_[i].node, "step " + code(s.id) + " is " + p->second +

@@ -91,6 +91,17 @@ nlohmann::json Workflow::to_json() const {
                        {"max_rounds", s.planner->max_rounds},
                        {"on_exhausted", s.planner->on_exhausted}};
     }
+    if (s.approval) {
+      sj["approval"] = {{"group", s.approval->group},
+                        {"sla_ms", s.approval->sla_ms},
+                        {"escalate_to", s.approval->escalate_to},
+                        {"escalate_sla_ms", s.approval->escalate_sla_ms},
+                        {"on_reject", s.approval->on_reject},
+                        {"when", s.approval->when ? s.approval->when->text() : std::string()}};
+    }
+    if (s.review) {
+      sj["review"] = {{"sample", s.review->sample}, {"group", s.review->group}, {"sla_ms", s.review->sla_ms}};
+    }
     sj["timeout_ms"] = s.timeout_ms;
     sj["retry"] = {{"max_attempts", s.retry.max_attempts},
                    {"backoff_ms", s.retry.backoff_ms},

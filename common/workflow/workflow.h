@@ -95,9 +95,32 @@ struct Planner {
   std::string on_exhausted = kTargetException;
 };
 
-// What a step is: a task run by a role's worker, or a control node the
-// coordinator runs itself.
-enum class StepKind { kTask, kParallel, kLoop };
+// `approval: { group, sla, on_timeout, on_reject }`: a person decides. On a
+// step without `role` it is the whole step (a gate step, StepKind::kApproval:
+// its output is {approved, by, comment}); on a task step it holds the step's
+// result (output and record writes) until someone approves it: always, or
+// only when `approve_when` holds over the output.
+struct Approval {
+  std::string group;             // approver group that sees and decides it
+  int64_t sla_ms = 0;            // 0: no SLA
+  std::string escalate_to;       // on_timeout {escalate: group}: the next group ("": exception)
+  int64_t escalate_sla_ms = 0;   // the escalated gate's SLA (0: sla_ms again)
+  std::string on_reject = kTargetException;  // step id, end or exception
+  std::shared_ptr<const Condition> when;     // approve_when (task steps); null: always
+};
+
+// `review_sample: 0.05` (+ optional `review: {group, sla}`): that share of the
+// step's results, chosen from the run id, wait for a person who confirms or
+// corrects them before the run goes on (the seeds' sampled QA).
+struct Review {
+  double sample = 0;  // 0..1
+  std::string group = "reviewers";
+  int64_t sla_ms = 0;
+};
+
+// What a step is: a task run by a role's worker, a control node the
+// coordinator runs itself, or a person's decision.
+enum class StepKind { kTask, kParallel, kLoop, kApproval };
 
 struct Step {
   std::string id;
@@ -113,6 +136,8 @@ struct Step {
   Join join;                           // kParallel
   std::optional<Loop> loop;            // kLoop
   std::optional<Planner> planner;      // a kTask whose output is a plan
+  std::optional<Approval> approval;    // kApproval, or a gate on a task's result
+  std::optional<Review> review;        // sampled human review of a task's results
   int64_t timeout_ms = 30000;          // per attempt, measured from dispatch
   RetryPolicy retry;
   Mark mark;

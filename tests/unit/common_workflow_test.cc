@@ -378,7 +378,8 @@ steps:
     max_attempts: 3
 )"),
             "wf.yaml:5:5: unknown key `max_attempts` in a step (allowed: id, role, agent, writes, "
-            "output, next, timeout, retry, route, handoff, parallel, join, loop, planner); `max_attempts` belongs in `retry`");
+            "output, next, timeout, retry, route, handoff, parallel, join, loop, planner, approval, approve_when, "
+            "review_sample, review); `max_attempts` belongs in `retry`");
 }
 
 TEST(WorkflowRefusal, UnknownStepKey) {
@@ -388,7 +389,8 @@ steps:
     rol: r
 )"),
             "wf.yaml:4:5: unknown key `rol` in a step (allowed: id, role, agent, writes, output, "
-            "next, timeout, retry, route, handoff, parallel, join, loop, planner)");
+            "next, timeout, retry, route, handoff, parallel, join, loop, planner, approval, approve_when, "
+            "review_sample, review)");
 }
 
 TEST(WorkflowRefusal, UnknownTriggerAndRetryKeys) {
@@ -415,18 +417,20 @@ TEST(WorkflowRefusal, PlannedTopLevelKeys) {
 }
 
 TEST(WorkflowRefusal, PlannedStepKeys) {
-  for (const char* key : {"approval", "approve_when", "lock", "on_collision", "input"}) {
+  for (const char* key : {"lock", "on_collision", "input"}) {
     std::string yaml = std::string("name: x\nsteps:\n  - id: a\n    role: r\n    ") + key + ": x\n";
     EXPECT_EQ(refusal(yaml), std::string("wf.yaml:5:5: `") + key + "` is not supported yet (planned)");
   }
-  // The DESIGN.md example as written uses `budget` first.
+  // The DESIGN.md gate example as written parses now.
   EXPECT_EQ(refusal(R"(name: lead-to-meeting
 steps:
   - id: review
     approval: { group: sales-lead, sla: 4h, on_timeout: exception }
     next: book
+  - id: book
+    role: b
 )"),
-            "wf.yaml:4:5: `approval` is not supported yet (planned)");
+            "<accepted>");
 }
 
 TEST(WorkflowRefusal, WrongTypes) {

@@ -1,0 +1,486 @@
+// Human gates in the pure engine: approval steps, approve_when on a task's
+// result, SLA escalation and timeout, sampled review with corrections, the
+// gates index and notifications, and the workflow format for them.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "common/workflow/parser.h"
+#include "coordinator/engine.h"
+
+namespace baton::coordinator {
+namespace {
+
+using baton::v1::StepResult;
+using nlohmann::json;
+
+bool has_audit(const Transition& t, const std::string& kind) {
+  return std::any_of(t.audit.begin(), t.audit.end(), [&](const AuditRecord& a) { return a.kind == kind; });
+}
+
+const AuditRecord* audit(const Transition& t, const std::string& kind) {
+  for (const auto& a : t.audit)
+    if (a.kind == kind) return &a;
+  return nullptr;
+}
+
+std::vector<std::string> dispatched(const Transition& t) {
+  std::vector<std::string> out;
+  for (const auto& task : t.dispatch) out.push_back(task.step_id());
+  return out;
+}
+
+bool has_timer(const std::vector<std::pair<std::string, int64_t>>& v, const std::string& member) {
+  return std::any_of(v.begin(), v.end(), [&](const auto& p) { return p.first == member; });
+}
+
+bool contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+class Gates : public ::testing::Test {
+ protected:
+  Engine engine{EngineOptions{"test", /*notify=*/true}};
+  workflow::WorkflowPtr wf;
+  RunState st;
+  int64_t now = 1000;
+
+  Transition start(const std::string& yaml, const std::string& input = R"({"id":"L-1"})",
+                   const std::string& run_id = "run-1") {
+    auto parsed = workflow::parse_workflow(yaml, "wf.yaml");
+    EXPECT_TRUE(static_cast<bool>(parsed)) << parsed.status().message();
+    wf = *parsed;
+    st = RunState();
+    baton::v1::RunStarted s;
+    s.set_workflow(wf->name);
+    s.set_input_json(input);
+    return engine.start(wf.get(), run_id, 0, s, now, st);
+  }
+  StepResult result(const std::string& step, const json& output, const json& writes = json(),
+                    uint32_t attempt = 1) {
+    StepResult r;
+    r.set_step_id(step);
+    r.set_attempt(attempt);
+    r.set_status(StepResult::OK);
+    r.set_output_json(output.dump());
+    if (!writes.is_null()) r.set_writes_json(writes.dump());
+    r.set_record_version_read(3);
+    r.set_worker_id("w");
+    return r;
+  }
+  Transition ok(const std::string& step, const json& output, const json& writes = json(),
+                const RecordWriteOutcome& write = {}) {
+    now += 10;
+    return engine.on_result(*wf, st, result(step, output, writes), write, now);
+  }
+  baton::v1::GateDecision decision(const std::string& step, bool approve, const json& corrected = json()) {
+    baton::v1::GateDecision d;
+    d.set_step(step);
+    d.set_approve(approve);
+    d.set_actor("maria");
+    d.set_comment("looked at it");
+    if (!corrected.is_null()) d.set_output_json(corrected.dump());
+    return d;
+  }
+  Transition decide(const std::string& step, bool approve, const json& corrected = json(),
+                    const RecordWriteOutcome& write = {}) {
+    now += 10;
+    return engine.on_decision(*wf, st, decision(step, approve, corrected), now, write);
+  }
+  Transition fire(TimerKind kind, const std::string& step, uint32_t n) {
+    now += 10;
+    return engine.on_timer(*wf, st, Timer{kind, step, n, now}, now);
+  }
+};
+
+const char* kGateStep = R"(name: spend
+steps:
+  - id: draft
+    role: writer
+    next: sign_off
+  - id: sign_off
+    approval:
+      group: finance
+      sla: 4h
+      on_timeout: { escalate: cfo, sla: 1h }
+      on_reject: revise
+    next: send
+  - id: send
+    role: mailer
+  - id: revise
+    role: writer
+)";
+
+TEST_F(Gates, ApprovalStepOpensAGateWithSlaTimersIndexAndNotification) {
+  start(kGateStep);
+  Transition t = ok("draft", {{"text", "hi"}});
+  EXPECT_TRUE(t.dispatch.empty());
+  EXPECT_EQ(st.status, RunStatus::kRunning);
+  const StepState& ss = st.steps["sign_off"];
+  EXPECT_EQ(ss.status, StepStatus::kAwaitingApproval);
+  ASSERT_TRUE(ss.gate.has_value());
+  EXPECT_EQ(ss.gate->group, "finance");
+  EXPECT_EQ(ss.gate->kind, "approval");
+  EXPECT_EQ(ss.gate->due_ms, now + 4 * 3600 * 1000);
+  ASSERT_EQ(t.gates_add.size(), 1u);
+  EXPECT_EQ(t.gates_add[0].first, "run-1|sign_off");
+  EXPECT_TRUE(has_timer(t.timers_add, timer_member("run-1", TimerKind::kSla, "sign_off", 0)));
+  EXPECT_TRUE(has_timer(t.timers_add, timer_member("run-1", TimerKind::kSlaNear, "sign_off", 0)));
+  ASSERT_EQ(t.notify.size(), 1u);
+  json n = json::parse(t.notify[0]);
+  EXPECT_EQ(n["event"], "gate_opened");
+  EXPECT_EQ(n["group"], "finance");
+  EXPECT_EQ(n["step"], "sign_off");
+  EXPECT_TRUE(has_audit(t, "gate_opened"));
+  // The gate survives a reload from Redis.
+  StepState back = StepState::from_json(ss.to_json());
+  EXPECT_EQ(back.status, StepStatus::kAwaitingApproval);
+  EXPECT_EQ(back.gate->group, "finance");
+}
+
+TEST_F(Gates, ApproveContinuesWithTheDecisionAsOutput) {
+  start(kGateStep);
+  ok("draft", {{"text", "hi"}});
+  Transition t = decide("sign_off", true);
+  EXPECT_EQ(dispatched(t), std::vector<std::string>{"send"});
+  EXPECT_EQ(st.context["sign_off"]["approved"], true);
+  EXPECT_EQ(st.context["sign_off"]["by"], "maria");
+  EXPECT_EQ(t.gates_del, std::vector<std::string>{"run-1|sign_off"});
+  EXPECT_TRUE(contains(t.timers_del, timer_member("run-1", TimerKind::kSla, "sign_off", 0)));
+  const AuditRecord* a = audit(t, "gate_decided");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->actor, "maria");
+  EXPECT_EQ(a->detail["decision"], "approved");
+  EXPECT_EQ(a->detail["comment"], "looked at it");
+  EXPECT_EQ(a->detail["overturned"], false);
+  // A second decision on the closed gate is refused and changes nothing.
+  Transition again = decide("sign_off", false);
+  EXPECT_TRUE(has_audit(again, "decision_refused"));
+  EXPECT_TRUE(again.dispatch.empty());
+  EXPECT_EQ(st.steps["sign_off"].status, StepStatus::kSucceeded);
+}
+
+TEST_F(Gates, RejectFollowsOnReject) {
+  start(kGateStep);
+  ok("draft", {{"text", "hi"}});
+  Transition t = decide("sign_off", false);
+  EXPECT_EQ(dispatched(t), std::vector<std::string>{"revise"});
+  EXPECT_EQ(st.steps["sign_off"].status, StepStatus::kFailed);
+  EXPECT_EQ(st.context["sign_off"]["approved"], false);
+  EXPECT_EQ(audit(t, "gate_decided")->detail["decision"], "rejected");
+}
+
+TEST_F(Gates, RejectWithoutOnRejectIsAnException) {
+  start(R"(name: g
+steps:
+  - id: ok
+    approval: { group: ops }
+)");
+  ASSERT_EQ(st.steps["ok"].status, StepStatus::kAwaitingApproval);
+  Transition t = decide("ok", false);
+  EXPECT_EQ(t.ending, "exception");
+  EXPECT_EQ(st.reason, "approval_rejected");
+  EXPECT_NE(st.reason_detail.find("rejected by maria"), std::string::npos);
+}
+
+TEST_F(Gates, SlaEscalatesOnceThenTimesOut) {
+  start(kGateStep);
+  ok("draft", {{"text", "hi"}});
+  Transition near = fire(TimerKind::kSlaNear, "sign_off", 0);
+  ASSERT_EQ(near.notify.size(), 1u);
+  EXPECT_EQ(json::parse(near.notify[0])["event"], "gate_sla_near");
+
+  Transition esc = fire(TimerKind::kSla, "sign_off", 0);
+  EXPECT_TRUE(has_audit(esc, "gate_escalated"));
+  EXPECT_EQ(st.steps["sign_off"].gate->group, "cfo");
+  EXPECT_EQ(st.steps["sign_off"].gate->escalations, 1u);
+  EXPECT_EQ(st.steps["sign_off"].gate->due_ms, now + 3600 * 1000);
+  EXPECT_TRUE(has_timer(esc.timers_add, timer_member("run-1", TimerKind::kSla, "sign_off", 1)));
+  EXPECT_EQ(json::parse(esc.notify[0])["group"], "cfo");
+  EXPECT_EQ(st.status, RunStatus::kRunning);
+
+  // The first SLA's timer firing again (a replay) is stale.
+  Transition stale = fire(TimerKind::kSla, "sign_off", 0);
+  EXPECT_FALSE(has_audit(stale, "gate_timeout"));
+  EXPECT_EQ(st.status, RunStatus::kRunning);
+
+  Transition out = fire(TimerKind::kSla, "sign_off", 1);
+  EXPECT_EQ(out.ending, "exception");
+  EXPECT_EQ(st.reason, "approval_timeout");
+  EXPECT_EQ(out.gates_del, std::vector<std::string>{"run-1|sign_off"});
+  json n = json::parse(out.notify.back());
+  EXPECT_EQ(n["event"], "exception");
+  EXPECT_EQ(n["reason"], "approval_timeout");
+}
+
+TEST_F(Gates, SlaWithoutEscalationTimesOutAtOnce) {
+  start(R"(name: g
+steps:
+  - id: ok
+    approval: { group: ops, sla: 30m }
+)");
+  Transition t = fire(TimerKind::kSla, "ok", 0);
+  EXPECT_EQ(st.reason, "approval_timeout");
+  // A decision after the timeout is refused.
+  EXPECT_TRUE(has_audit(decide("ok", true), "decision_refused"));
+}
+
+const char* kApproveWhen = R"(name: leads
+record: "lead:{{input.id}}"
+steps:
+  - id: qualify
+    role: qualifier
+    writes: [fit, owner]
+    output: { fit: string, owner: "string?" }
+    approve_when: output.fit == "partial"
+    approval: { group: sales, on_reject: end }
+    next: book
+  - id: book
+    role: booker
+)";
+
+TEST_F(Gates, ApproveWhenHoldsOnlyMatchingResultsAndTheirWrites) {
+  start(kApproveWhen);
+  // A full fit is not held: record_write_for asks for the write now.
+  StepResult full = result("qualify", {{"fit", "full"}}, {{"fit", "full"}});
+  EXPECT_TRUE(engine.record_write_for(*wf, st, full).has_value());
+  EXPECT_EQ(Engine::gate_for_result(*wf->find_step("qualify"), st, {{"fit", "full"}}), nullptr);
+
+  StepResult partial = result("qualify", {{"fit", "partial"}, {"owner", "sam"}}, {{"fit", "partial"}, {"owner", "sam"}});
+  EXPECT_FALSE(engine.record_write_for(*wf, st, partial).has_value());
+  now += 10;
+  Transition t = engine.on_result(*wf, st, partial, {}, now);
+  EXPECT_TRUE(t.dispatch.empty());
+  EXPECT_FALSE(has_audit(t, "record_written"));
+  EXPECT_EQ(st.steps["qualify"].status, StepStatus::kAwaitingApproval);
+  EXPECT_EQ(st.steps["qualify"].gate->output["fit"], "partial");
+  EXPECT_EQ(st.context.count("qualify"), 0u);  // not in the context until approved
+
+  // Approving releases the held write at the version the agent read.
+  auto req = engine.record_write_for_decision(*wf, st, decision("qualify", true));
+  ASSERT_TRUE(req.has_value());
+  EXPECT_EQ(req->version_read, 3);
+  EXPECT_EQ(req->idempotency_key, "run-1:qualify:1");
+  ASSERT_EQ(req->fields.size(), 2u);
+  RecordWriteOutcome applied;
+  applied.kind = RecordWriteOutcome::Kind::kApplied;
+  applied.version = 4;
+  applied.changes = {{"fit", {"null", "\"partial\""}}, {"owner", {"null", "\"sam\""}}};
+  Transition a = decide("qualify", true, json(), applied);
+  EXPECT_EQ(dispatched(a), std::vector<std::string>{"book"});
+  EXPECT_EQ(audit(a, "record_written")->actor, "maria");
+  EXPECT_EQ(st.context["qualify"]["owner"], "sam");
+}
+
+TEST_F(Gates, ApprovedResultThatCollidesIsRetried) {
+  start(kApproveWhen);
+  ok("qualify", {{"fit", "partial"}}, {{"fit", "partial"}});
+  RecordWriteOutcome collision;
+  collision.kind = RecordWriteOutcome::Kind::kCollision;
+  collision.version = 7;
+  Transition t = decide("qualify", true, json(), collision);
+  EXPECT_TRUE(has_audit(t, "collision"));
+  EXPECT_EQ(st.steps["qualify"].status, StepStatus::kRetryWait);
+  Transition retry = fire(TimerKind::kRetry, "qualify", 1);
+  EXPECT_EQ(dispatched(retry), std::vector<std::string>{"qualify"});
+  EXPECT_EQ(retry.dispatch[0].attempt(), 2u);
+}
+
+TEST_F(Gates, ApproverMayCorrectAHeldResultAndTheCorrectionIsWritten) {
+  start(kApproveWhen);
+  ok("qualify", {{"fit", "partial"}, {"owner", "sam"}}, {{"fit", "partial"}, {"owner", "sam"}});
+  json corrected = {{"fit", "partial"}, {"owner", "kim"}};
+  auto req = engine.record_write_for_decision(*wf, st, decision("qualify", true, corrected));
+  ASSERT_TRUE(req.has_value());
+  auto owner = std::find_if(req->fields.begin(), req->fields.end(), [](const auto& p) { return p.first == "owner"; });
+  ASSERT_NE(owner, req->fields.end());
+  EXPECT_EQ(owner->second, "\"kim\"");
+  // A correction that breaks the contract is refused and writes nothing.
+  EXPECT_FALSE(engine.record_write_for_decision(*wf, st, decision("qualify", true, {{"owner", 5}})).has_value());
+  EXPECT_TRUE(has_audit(decide("qualify", true, {{"owner", 5}}), "decision_refused"));
+  Transition t = decide("qualify", true, corrected);
+  const AuditRecord* a = audit(t, "gate_decided");
+  EXPECT_EQ(a->detail["decision"], "corrected");
+  EXPECT_EQ(a->detail["overturned"], true);
+  EXPECT_EQ(a->detail["original"]["owner"], "sam");
+  EXPECT_EQ(st.context["qualify"]["owner"], "kim");
+}
+
+TEST_F(Gates, RejectedHeldResultFollowsOnRejectAndWritesNothing) {
+  start(kApproveWhen);
+  ok("qualify", {{"fit", "partial"}}, {{"fit", "partial"}});
+  EXPECT_FALSE(engine.record_write_for_decision(*wf, st, decision("qualify", false)).has_value());
+  Transition t = decide("qualify", false);
+  EXPECT_EQ(t.ending, "completed");  // on_reject: end
+  EXPECT_TRUE(audit(t, "gate_decided")->detail["overturned"].get<bool>());
+}
+
+TEST_F(Gates, ReviewSampleIsDeterministicAndNearTheShare) {
+  int hits = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string id = "run-" + std::to_string(i);
+    bool s = Engine::sampled(id, "triage", 0.05);
+    EXPECT_EQ(s, Engine::sampled(id, "triage", 0.05));
+    hits += s ? 1 : 0;
+  }
+  EXPECT_GT(hits, 800);  // 5% of 20000 = 1000
+  EXPECT_LT(hits, 1200);
+  EXPECT_FALSE(Engine::sampled("x", "triage", 0));
+  EXPECT_TRUE(Engine::sampled("x", "triage", 1));
+}
+
+TEST_F(Gates, SampledReviewHoldsTheResultForReviewers) {
+  const char* yaml = R"(name: triage
+steps:
+  - id: triage
+    role: t
+    output: { queue: string }
+    review_sample: 0.5
+    review: { group: qa, sla: 8h }
+    next: route
+  - id: route
+    role: r
+)";
+  // Find one sampled and one unsampled run id.
+  std::string in, out;
+  for (int i = 0; i < 100 && (in.empty() || out.empty()); ++i) {
+    std::string id = "r" + std::to_string(i);
+    (Engine::sampled(id, "triage", 0.5) ? in : out) = id;
+  }
+  ASSERT_FALSE(in.empty());
+  ASSERT_FALSE(out.empty());
+  start(yaml, "{}", out);
+  EXPECT_EQ(dispatched(ok("triage", {{"queue", "billing"}})), std::vector<std::string>{"route"});
+
+  start(yaml, "{}", in);
+  Transition t = ok("triage", {{"queue", "billing"}});
+  EXPECT_TRUE(t.dispatch.empty());
+  EXPECT_EQ(st.steps["triage"].gate->kind, "review");
+  EXPECT_EQ(st.steps["triage"].gate->group, "qa");
+  Transition c = decide("triage", true, {{"queue", "general"}});
+  EXPECT_EQ(dispatched(c), std::vector<std::string>{"route"});
+  EXPECT_EQ(json::parse(c.dispatch[0].context_json())["triage"]["queue"], "general");
+  EXPECT_EQ(audit(c, "gate_decided")->detail["overturned"], true);
+
+  start(yaml, "{}", in);
+  ok("triage", {{"queue", "billing"}});
+  Transition r = decide("triage", false);
+  EXPECT_EQ(st.reason, "review_rejected");
+}
+
+TEST_F(Gates, EndingTheRunClosesOtherOpenGates) {
+  start(R"(name: par
+steps:
+  - id: both
+    parallel: [a, b]
+  - id: a
+    role: x
+    approval: { group: ops }
+  - id: b
+    role: y
+)");
+  ok("a", json::object());
+  ASSERT_EQ(st.steps["a"].status, StepStatus::kAwaitingApproval);
+  now += 10;
+  StepResult r = result("b", json::object());
+  r.set_status(StepResult::FAILED);
+  Transition t = engine.on_result(*wf, st, r, {}, now);
+  EXPECT_EQ(t.ending, "exception");
+  EXPECT_EQ(t.gates_del, std::vector<std::string>{"run-1|a"});
+  EXPECT_EQ(st.steps["a"].status, StepStatus::kCancelled);
+}
+
+TEST_F(Gates, NoNotificationsWithoutANotifier) {
+  Engine quiet{EngineOptions{"test", false}};
+  auto parsed = workflow::parse_workflow(kGateStep, "wf.yaml");
+  ASSERT_TRUE(static_cast<bool>(parsed));
+  baton::v1::RunStarted s;
+  s.set_input_json("{}");
+  RunState rs;
+  quiet.start(parsed->get(), "run-9", 0, s, now, rs);
+  Transition t = quiet.on_result(**parsed, rs, result("draft", json::object()), {}, now);
+  EXPECT_TRUE(t.notify.empty());
+  EXPECT_EQ(t.gates_add.size(), 1u);
+}
+
+TEST_F(Gates, OperatorReroutesToAnotherStep) {
+  start(R"(name: g
+steps:
+  - id: ok
+    approval: { group: ops, sla: 1m }
+    next: a
+  - id: a
+    role: x
+  - id: b
+    role: y
+)");
+  fire(TimerKind::kSla, "ok", 0);
+  ASSERT_EQ(st.reason, "approval_timeout");
+  baton::v1::OperatorAction op;
+  op.set_kind(baton::v1::OperatorAction::REROUTE);
+  op.set_actor("ops");
+  EXPECT_TRUE(has_audit(engine.on_operator(*wf, st, op, now), "operator_refused"));  // reroute needs a step
+  op.set_step("b");
+  Transition t = engine.on_operator(*wf, st, op, now);
+  EXPECT_EQ(t.ending, "resumed");
+  EXPECT_EQ(dispatched(t), std::vector<std::string>{"b"});
+  EXPECT_EQ(audit(t, "operator_action")->detail["action"], "reroute");
+}
+
+// ---- workflow format ----------------------------------------------------------
+
+std::string parse_error(const std::string& yaml) {
+  auto r = workflow::parse_workflow(yaml, "wf.yaml");
+  return r ? std::string() : r.status().message();
+}
+
+TEST(GateFormat, ApprovalStepModel) {
+  auto r = workflow::parse_workflow(kGateStep, "wf.yaml");
+  ASSERT_TRUE(static_cast<bool>(r)) << r.status().message();
+  const auto* s = (*r)->find_step("sign_off");
+  EXPECT_EQ(s->kind, workflow::StepKind::kApproval);
+  EXPECT_EQ(s->approval->group, "finance");
+  EXPECT_EQ(s->approval->sla_ms, 4 * 3600 * 1000);
+  EXPECT_EQ(s->approval->escalate_to, "cfo");
+  EXPECT_EQ(s->approval->escalate_sla_ms, 3600 * 1000);
+  EXPECT_EQ(s->approval->on_reject, "revise");
+  EXPECT_EQ((*r)->to_json()["steps"][1]["approval"]["group"], "finance");
+}
+
+TEST(GateFormat, Refusals) {
+  auto head = std::string("name: g\nrecord: \"r:{{input.id}}\"\nsteps:\n");
+  EXPECT_EQ(parse_error(head + "  - id: a\n    approval: { sla: 1h }\n"),
+            "wf.yaml:5:15: `approval` is missing required key `group` (who decides)");
+  EXPECT_EQ(parse_error(head + "  - id: a\n    role: x\n    approve_when: output.x\n"),
+            "wf.yaml:6:5: `approve_when` needs `role` and `approval: {group: ...}` in the same step (it holds the "
+            "task's result for that group)");
+  EXPECT_NE(parse_error(head + "  - id: a\n    role: x\n    approval: {group: g}\n    approve_when: record.x > 1\n")
+                .find("may read input, output and run, not record"),
+            std::string::npos);
+  EXPECT_NE(parse_error(head + "  - id: a\n    role: x\n    approval: {group: g}\n    approve_when: \"output.x ==\"\n")
+                .find("invalid condition in `approve_when`"),
+            std::string::npos);
+  EXPECT_NE(parse_error(head + "  - id: a\n    approval: {group: g, on_timeout: {escalate: h}}\n")
+                .find("needs `sla`"),
+            std::string::npos);
+  EXPECT_NE(parse_error(head + "  - id: a\n    approval: {group: g, on_reject: nowhere}\n")
+                .find("`approval.on_reject` names unknown step `nowhere`"),
+            std::string::npos);
+  EXPECT_NE(parse_error(head + "  - id: a\n    approval: {group: g}\n    writes: [x]\n")
+                .find("is not allowed in an approval step"),
+            std::string::npos);
+  EXPECT_NE(parse_error(head + "  - id: a\n    role: x\n    review_sample: 1.5\n").find("share from 0 to 1"),
+            std::string::npos);
+  EXPECT_NE(parse_error(head + "  - id: a\n    role: x\n    review: {group: qa}\n").find("needs `review_sample`"),
+            std::string::npos);
+  EXPECT_NE(parse_error(head + "  - id: a\n    approval: {group: g, on_timeout: later}\n").find("on_timeout"),
+            std::string::npos);
+  EXPECT_NE(parse_error(head + "  - id: p\n    parallel: [a, b]\n  - id: a\n    approval: {group: g}\n  - id: b\n    role: y\n")
+                .find("must be a plain task step"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace baton::coordinator
