@@ -511,7 +511,7 @@ steps:
   - id: a
     next: b
 )"),
-            "wf.yaml:3:5: step `a` is missing required key `role`");
+            "wf.yaml:3:5: step `a` is missing required key `role` (or `approval` for a person's decision)");
   EXPECT_EQ(refusal("name: x\nsteps: [{id: a, role: r, agent: {model: m}}]\n"),
             "wf.yaml:2:33: `agent` is missing required key `kind`");
 }
