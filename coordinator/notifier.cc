@@ -350,7 +350,7 @@ class ConfigParser {
         for (const Entry& h : hs) {
           if (!is_header_name(h.name)) return fail(h.key, "`headers`: bad header name `" + h.name + "`");
           std::string l = lower(h.name);
-          if (l == "host" || l == "content-length" || l == "transfer-encoding" || l == "connection") {
+          if (l == "content-length" || l == "transfer-encoding" || l == "connection") {
             return fail(h.key, "`headers`: `" + h.name + "` is set by the client and cannot be configured");
           }
           if (!lowered.insert(l).second) return fail(h.key, "`headers`: `" + h.name + "` is given twice");
@@ -748,7 +748,14 @@ class Worker {
           if (!hb) return hb.status();
           last_heartbeat_ms_ = n;
         }
-        if (Status s = process(e.str); !s) return s;
+        Status s;
+        try {
+          s = process(e.str);
+        } catch (const std::exception& ex) {  // a bug: park the entry rather than retry it forever
+          spdlog::critical("notifier: unexpected exception on a claimed entry, dead-lettered: {}", ex.what());
+          s = dead_letter(e.str, {{"raw", utf8_clip(e.str, 4096)}}, std::string("internal error: ") + ex.what());
+        }
+        if (!s) return s;
       }
       return Status::ok();
     }

@@ -137,9 +137,11 @@ class Notifier {
   // kAlreadyExists when started twice.
   Status start();
   // Asks the thread to stop and joins it. Returns after the POST in flight, if
-  // any (bounded by its timeout_ms), and at most one Redis call; undelivered
-  // items stay in Redis for this or another replica. Idempotent; any thread
-  // but the delivery thread.
+  // any (bounded by its timeout_ms), and the Redis call in flight; then hands
+  // the entries this replica had claimed back to the head of the queue and
+  // drops its lease (three Redis calls, best effort: on failure the lease
+  // expires instead). Undelivered items stay in Redis for this or another
+  // replica. Idempotent; any thread but the delivery thread.
   void stop();
 
   const std::string& replica_id() const { return opts_.replica_id; }
