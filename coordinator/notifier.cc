@@ -845,7 +845,7 @@ class Worker {
     auto r = client_->exec();
     if (!r) return r.status();
     const redis::Reply& score = (*r)[1];
-    bool still_expired = score.is_string() && std::strtoll(score.str.c_str(), nullptr, 10) <= t;
+    bool still_expired = score.is_string() && std::strtod(score.str.c_str(), nullptr) <= static_cast<double>(t);
     if (still_expired && (*r)[2].integer == 0) {
       client_->append({"MULTI"});
       client_->append({"ZREM", replicas_, replica});
@@ -954,7 +954,7 @@ class Worker {
     const json empty = json::object();
     const json& item = job.contains("item") && job["item"].is_object() ? job["item"] : empty;
     const std::string name = str(job, "webhook");
-    const int attempt = static_cast<int>(std::max<int64_t>(int_field(job, "attempt"), 0)) + 1;
+    const int attempt = static_cast<int>(std::clamp<int64_t>(int_field(job, "attempt"), 0, 1000000)) + 1;
     const std::string run_id = str(item, "run_id");
     const std::string event = str(item, "event");
 
