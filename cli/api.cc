@@ -56,16 +56,31 @@ std::string resolve_api(const std::string& flag, const std::string& state_dir) {
   return kDefaultApi;
 }
 
+std::map<std::string, std::string> api_headers() {
+  std::map<std::string, std::string> h;
+  std::string token;
+  if (const char* t = std::getenv("BATON_TOKEN"); t != nullptr && *t != '\0') {
+    token = t;
+  } else if (const char* f = std::getenv("BATON_TOKEN_FILE"); f != nullptr && *f != '\0') {
+    token = read_small_file(f);
+    if (auto nl = token.find_first_of("\r\n"); nl != std::string::npos) token.resize(nl);
+  }
+  if (!token.empty()) h["Authorization"] = "Bearer " + token;
+  if (const char* u = std::getenv("BATON_USER"); u != nullptr && *u != '\0') h["X-Baton-User"] = u;
+  return h;
+}
+
 Result<ApiResponse> api_get(const std::string& api, const std::string& path, int timeout_ms) {
   std::string url = api + path;
-  return to_api(http::request("GET", url, "", timeout_ms), url);
+  return to_api(http::request("GET", url, "", timeout_ms, api_headers()), url);
 }
 
 Result<ApiResponse> api_post(const std::string& api, const std::string& path, const nlohmann::json& body,
                              int timeout_ms) {
   std::string url = api + path;
-  return to_api(http::request("POST", url, body.dump(), timeout_ms, {{"Content-Type", "application/json"}}),
-                url);
+  auto headers = api_headers();
+  headers["Content-Type"] = "application/json";
+  return to_api(http::request("POST", url, body.dump(), timeout_ms, headers), url);
 }
 
 std::string describe_api_error(const ApiResponse& r) {

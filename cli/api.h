@@ -3,6 +3,7 @@
 // Nothing here throws.
 #pragma once
 
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -24,6 +25,11 @@ struct ApiResponse {
   nlohmann::json body;
   std::string raw;
 };
+
+// Headers every call sends: `Authorization: Bearer $BATON_TOKEN` (or the
+// first line of the file $BATON_TOKEN_FILE) when set, and `X-Baton-User:
+// $BATON_USER` (the caller's name when the control plane runs without auth).
+std::map<std::string, std::string> api_headers();
 
 // kUnavailable when the API cannot be reached (the message names the URL).
 Result<ApiResponse> api_get(const std::string& api, const std::string& path, int timeout_ms = 10000);

@@ -345,6 +345,15 @@ int DevSession::run() {
   argv = {coord_bin, "--brokers", brokers, "--redis", redis, "--namespace", o_.ns, "--workflows",
           workflows_dir_, "--http", o_.http, "--http-port-file", port_file};
   for (auto& f : common_flags()) argv.push_back(f);
+  std::error_code abs_ec;
+  if (!o_.auth_tokens.empty()) {
+    argv.push_back("--auth-tokens");
+    argv.push_back(std::filesystem::absolute(o_.auth_tokens, abs_ec).string());
+  }
+  if (!o_.notify.empty()) {
+    argv.push_back("--notify");
+    argv.push_back(std::filesystem::absolute(o_.notify, abs_ec).string());
+  }
   if (auto r = sup_.spawn({"coordinator", argv, log_path("coordinator")}); !r)
     return fail("coordinator", r.status().message());
   std::string api;

@@ -13,6 +13,8 @@ struct DevOptions {
   std::string state_dir = ".baton/dev";
   int concurrency = 8;
   std::string log_level;  // passed to the coordinator and the workers when set
+  std::string auth_tokens;  // coordinator --auth-tokens (docs/security.md); empty: auth off
+  std::string notify;       // coordinator --notify (docs/notifications.md); empty: none
 };
 
 // Exit codes of run_dev.

@@ -53,9 +53,37 @@ std::string summary(const std::string& kind, const json& d) {
     return str(d, "step") + " succeeded " + str(d, "succeeded") + " failed " + str(d, "failed") +
            (d.contains("cancelled") ? " cancelled " + str(d, "cancelled") : "");
   }
+  if (kind == "gate_opened")
+    return str(d, "step") + " waits for " + str(d, "group") + " (" + str(d, "kind") + ")" +
+           (str(d, "due_ms") != "0" && !str(d, "due_ms").empty() ? ", due " + str(d, "due_ms") : "");
+  if (kind == "gate_decided") {
+    std::string s = str(d, "step") + " " + str(d, "decision") + " for " + str(d, "group") + " after " +
+                    str(d, "waited_ms") + " ms";
+    if (!str(d, "comment").empty()) s += ": \"" + str(d, "comment") + "\"";
+    return s;
+  }
+  if (kind == "gate_escalated") return str(d, "step") + " " + str(d, "from") + " -> " + str(d, "to");
+  if (kind == "gate_timeout") return str(d, "step") + ": no decision from " + str(d, "group");
+  if (kind == "operator_action") {
+    std::string s = str(d, "action") + " " + str(d, "step");
+    if (!str(d, "comment").empty()) s += ": \"" + str(d, "comment") + "\"";
+    return s;
+  }
+  if (kind == "notification_sent" || kind == "notification_failed")
+    return str(d, "event") + " -> " + str(d, "webhook") + " (attempt " + str(d, "attempt") + ", status " +
+           str(d, "status") + ")";
   if (kind == "retry_scheduled") return str(d, "step") + " attempt " + str(d, "attempt") + " failed (" +
                                         str(d, "error") + "), retry in " + str(d, "delay_ms") + " ms";
   return d.is_object() && d.empty() ? "" : d.dump();
+}
+
+json read_object_file(const std::string& path, bool& ok) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  json j = in ? json::parse(text.str(), nullptr, false) : json();
+  ok = j.is_object();
+  return j;
 }
 
 bool fetch(const std::string& api, const std::string& path, const char* who, ApiResponse& out) {
@@ -156,11 +184,9 @@ int exceptions_act(const std::string& api, const std::string& action, const std:
   for (const auto& [field, path] : {std::pair<const char*, const std::string&>{"input", input_file},
                                     std::pair<const char*, const std::string&>{"output", output_file}}) {
     if (path.empty()) continue;
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream text;
-    text << in.rdbuf();
-    json j = in ? json::parse(text.str(), nullptr, false) : json();
-    if (!j.is_object()) {
+    bool ok = false;
+    json j = read_object_file(path, ok);
+    if (!ok) {
       std::fprintf(stderr, "%s: %s is not a JSON object file\n", who.c_str(), path.c_str());
       return kExitError;
     }
@@ -176,6 +202,52 @@ int exceptions_act(const std::string& api, const std::string& action, const std:
     return kExitError;
   }
   std::printf("%s %s: accepted\n", action.c_str(), run_id.c_str());
+  return kExitOk;
+}
+
+int approvals_list(const std::string& api, const std::string& group, int limit, const std::string& output) {
+  std::string path = "/v1/approvals?limit=" + std::to_string(limit);
+  if (!group.empty()) path += "&group=" + group;
+  ApiResponse r;
+  if (!fetch(api, path, "batonctl approvals list", r)) return kExitError;
+  if (output == "json") {
+    std::printf("%s\n", r.body.dump().c_str());
+    return kExitOk;
+  }
+  std::printf("%s%s%s%s%s%s\n", pad("RUN", 34).c_str(), pad("STEP", 18).c_str(), pad("WORKFLOW", 22).c_str(),
+              pad("GROUP", 18).c_str(), pad("KIND", 10).c_str(), "OUTPUT");
+  for (const auto& e : r.body["approvals"]) {
+    std::string wf = str(e, "workflow") + "@" + str(e, "version");
+    std::string out = e.contains("output") && !e["output"].is_null() ? e["output"].dump() : "";
+    std::printf("%s%s%s%s%s%s\n", pad(str(e, "run_id"), 34).c_str(), pad(str(e, "step"), 18).c_str(),
+                pad(wf, 22).c_str(), pad(str(e, "group"), 18).c_str(), pad(str(e, "kind"), 10).c_str(), out.c_str());
+  }
+  return kExitOk;
+}
+
+int approvals_decide(const std::string& api, const std::string& decision, const std::string& run_id,
+                     const std::string& step, const std::string& comment, const std::string& output_file) {
+  const std::string who = "batonctl approvals " + decision;
+  json body = {{"decision", decision}};
+  if (!comment.empty()) body["comment"] = comment;
+  if (!output_file.empty()) {
+    bool ok = false;
+    body["output"] = read_object_file(output_file, ok);
+    if (!ok) {
+      std::fprintf(stderr, "%s: %s is not a JSON object file\n", who.c_str(), output_file.c_str());
+      return kExitError;
+    }
+  }
+  auto r = api_post(api, "/v1/approvals/" + run_id + "/" + step, body);
+  if (!r) {
+    std::fprintf(stderr, "%s: %s\n", who.c_str(), r.status().message().c_str());
+    return kExitError;
+  }
+  if (r->status != 202) {
+    std::fprintf(stderr, "%s: %s\n", who.c_str(), describe_api_error(*r).c_str());
+    return kExitError;
+  }
+  std::printf("%s %s %s: accepted\n", decision.c_str(), run_id.c_str(), step.c_str());
   return kExitOk;
 }
 

@@ -20,12 +20,21 @@ int exceptions_list(const std::string& api, const std::string& workflow, int lim
 // the last decisions of its audit trail.
 int exceptions_show(const std::string& api, const std::string& run_id, const std::string& output);
 
-// `batonctl exceptions retry|resolve|cancel RUN_ID`: POST /v1/exceptions/{id}
+// `batonctl exceptions retry|resolve|reroute|cancel RUN_ID`: POST /v1/exceptions/{id}
 // with {"action", "step", "input" (retry), "output" (resolve), "comment"}.
 // `input_file` / `output_file`: a JSON object file, or "" for none.
 int exceptions_act(const std::string& api, const std::string& action, const std::string& run_id,
                    const std::string& step, const std::string& input_file, const std::string& output_file,
                    const std::string& comment);
+
+// `batonctl approvals list [--group G] [--limit N]`: open gates (approvals and
+// sampled reviews) the caller may decide, oldest first.
+int approvals_list(const std::string& api, const std::string& group, int limit, const std::string& output);
+// `batonctl approvals approve|reject RUN_ID STEP [--comment C] [--output FILE]`:
+// POST /v1/approvals/{run}/{step}. `output_file` (approve only): a corrected
+// output, a JSON object file, or "".
+int approvals_decide(const std::string& api, const std::string& decision, const std::string& run_id,
+                     const std::string& step, const std::string& comment, const std::string& output_file);
 
 // One audit entry as a timeline line: "+1.234s  routed         qualify: output.score >= 0.7 -> book".
 // `t0_ms` is the run's first entry time. Pure; exposed for tests.

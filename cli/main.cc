@@ -30,6 +30,8 @@ int main(int argc, char** argv) {
   dev_cmd->add_option("--partitions", dev.partitions, "partitions per topic")->capture_default_str();
   dev_cmd->add_option("--state-dir", dev.state_dir, "where env.json and logs/ go")->capture_default_str();
   dev_cmd->add_option("--concurrency", dev.concurrency, "tasks in flight per worker")->capture_default_str();
+  dev_cmd->add_option("--auth-tokens", dev.auth_tokens, "control plane token file (docs/security.md); default: auth off");
+  dev_cmd->add_option("--notify", dev.notify, "webhooks file for notifications (docs/notifications.md)");
 
   // shared by run and get
   std::string api_flag;
@@ -103,18 +105,48 @@ int main(int argc, char** argv) {
   add_api(exc_show);
   std::string act_step, act_input, act_output, act_comment;
   std::map<std::string, CLI::App*> act_cmds;
-  for (const char* action : {"retry", "resolve", "cancel"}) {
+  for (const char* action : {"retry", "resolve", "reroute", "cancel"}) {
     std::string help = std::string(action) == "retry"     ? "run a step again (default: where the run ended), optionally with a new input"
                        : std::string(action) == "resolve" ? "take a manual output for a step and continue the run"
+                       : std::string(action) == "reroute" ? "go on at another step (--step), optionally with a new input"
                                                           : "end the run and take it out of the queue";
     auto* c = exc_cmd->add_subcommand(action, help);
     c->add_option("run_id", exc_run, "run id")->required();
-    if (std::string(action) != "cancel") c->add_option("--step", act_step, "the step (a top-level step of the workflow)");
-    if (std::string(action) == "retry") c->add_option("--input", act_input, "new run input: a JSON object file");
+    if (std::string(action) == "reroute") {
+      c->add_option("--step", act_step, "the step to go on at (a top-level step of the workflow)")->required();
+    } else if (std::string(action) != "cancel") {
+      c->add_option("--step", act_step, "the step (a top-level step of the workflow)");
+    }
+    if (std::string(action) == "retry" || std::string(action) == "reroute")
+      c->add_option("--input", act_input, "new run input: a JSON object file");
     if (std::string(action) == "resolve") c->add_option("--output", act_output, "the manual output: a JSON object file")->required();
     c->add_option("--comment", act_comment, "why (kept in the audit trail)");
     add_api(c);
     act_cmds[action] = c;
+  }
+
+  // approvals
+  auto* appr_cmd = app.add_subcommand("approvals", "open gates: approvals and sampled reviews waiting for a person");
+  appr_cmd->require_subcommand(1);
+  std::string appr_group, appr_output = "text", appr_run, appr_step, appr_comment, appr_file;
+  int appr_limit = 100;
+  auto* appr_list = appr_cmd->add_subcommand("list", "gates you may decide, oldest first");
+  appr_list->add_option("--group", appr_group, "only this approver group");
+  appr_list->add_option("--limit", appr_limit, "at most this many (1-1000)")->capture_default_str()->check(CLI::Range(1, 1000));
+  appr_list->add_option("-o,--output", appr_output, "text or json")->capture_default_str()->check(CLI::IsMember({"text", "json"}));
+  add_api(appr_list);
+  std::map<std::string, CLI::App*> decide_cmds;
+  for (const char* decision : {"approve", "reject"}) {
+    auto* c = appr_cmd->add_subcommand(decision, std::string(decision) == "approve"
+                                                     ? "approve a gate (or confirm a review; --output corrects it)"
+                                                     : "reject a gate (the step's on_reject follows)");
+    c->add_option("run_id", appr_run, "run id")->required();
+    c->add_option("step", appr_step, "the gated step (as listed)")->required();
+    c->add_option("--comment", appr_comment, "why (kept in the audit trail)");
+    if (std::string(decision) == "approve")
+      c->add_option("--output", appr_file, "a corrected output: a JSON object file (held results only)");
+    add_api(c);
+    decide_cmds[decision] = c;
   }
 
   try {
@@ -140,6 +172,12 @@ int main(int argc, char** argv) {
       if (*c)
         return exceptions_act(resolve_api(api_flag, state_dir), action, exc_run, act_step, act_input, act_output,
                               act_comment);
+    }
+    if (*appr_list) return approvals_list(resolve_api(api_flag, state_dir), appr_group, appr_limit, appr_output);
+    for (const auto& [decision, c] : decide_cmds) {
+      if (*c)
+        return approvals_decide(resolve_api(api_flag, state_dir), decision, appr_run, appr_step, appr_comment,
+                                appr_file);
     }
     if (*wf_validate) return workflows_validate(wf_files);
     if (*wf_apply) return workflows_apply(resolve_api(api_flag, state_dir), wf_file);

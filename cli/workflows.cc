@@ -66,7 +66,9 @@ int workflows_apply(const std::string& api, const std::string& file) {
     return kExitError;
   }
   std::string url = api + "/v1/workflows";
-  auto r = http::request("PUT", url, *text, 10000, {{"Content-Type", "application/yaml"}});
+  auto headers = api_headers();
+  headers["Content-Type"] = "application/yaml";
+  auto r = http::request("PUT", url, *text, 10000, headers);
   if (!r) {
     std::fprintf(stderr, "batonctl workflows apply: cannot reach %s: %s\n", url.c_str(),
                  r.status().message().c_str());

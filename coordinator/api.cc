@@ -116,13 +116,54 @@ redis::Client* Api::redis_for_thread() {
 }
 
 http::Response Api::handle(const http::Request& req) {
+  Principal who;
+  if (opts_.auth) {
+    if (auto denied = authorize(*opts_.auth, req, who)) return *denied;
+  } else {
+    auto user = req.headers.find("x-baton-user");
+    who.name = user != req.headers.end() && !user->second.empty() ? user->second.substr(0, 128) : "api";
+    who.role = Role::kAdmin;
+  }
+  http::Response r = route(req, who);
+  if (req.path.rfind("/v1", 0) == 0) {
+    // Every control-plane call, with its caller: a capped stream (the run's own
+    // audit trail has what changed a run, with the same caller as actor).
+    if (redis::Client* c = redis_for_thread()) {
+      (void)c->command({"XADD", keys::api_audit(opts_.ns), "MAXLEN", "~", "100000", "*", "caller", who.name, "role",
+                        to_string(who.role), "method", req.method, "path", req.path, "status",
+                        std::to_string(r.status), "at", std::to_string(now_unix_ms())});
+    }
+  }
+  return r;
+}
+
+http::Response Api::route(const http::Request& req, const Principal& who) {
   if (req.path == "/healthz") return json_response(200, {{"status", "ok"}});
   if (req.path == "/readyz") {
     if (ready_.load()) return json_response(200, {{"status", "ready"}});
     return http::json_error(503, "not_ready", "the coordinator has not joined its consumer group yet");
   }
+  if (req.path == "/v1/whoami") {
+    return json_response(200, {{"name", who.name}, {"role", to_string(who.role)}, {"groups", who.groups}});
+  }
+  if (req.path == "/v1/approvals") {
+    if (req.method != "GET") return http::json_error(405, "method_not_allowed", "use GET /v1/approvals");
+    return list_approvals(req, who);
+  }
+  constexpr std::string_view kApprovalPrefix = "/v1/approvals/";
+  if (req.path.rfind(kApprovalPrefix, 0) == 0) {
+    std::string_view rest = std::string_view(req.path).substr(kApprovalPrefix.size());
+    auto slash = rest.find('/');
+    if (req.method != "POST") return http::json_error(405, "method_not_allowed", "use POST /v1/approvals/{run_id}/{step}");
+    if (slash == std::string_view::npos) return http::json_error(400, "invalid_argument", "use /v1/approvals/{run_id}/{step}");
+    std::string_view run = rest.substr(0, slash), step = rest.substr(slash + 1);
+    if (run.empty() || run.size() > 128 || run.find_first_of("/{}: |") != std::string_view::npos || step.empty() ||
+        step.size() > 200 || step.find_first_of("/{}: |") != std::string_view::npos)
+      return http::json_error(400, "invalid_argument", "bad run id or step");
+    return decide(req, run, step, who);
+  }
   if (req.path == "/v1/runs") {
-    if (req.method == "POST") return start_run(req);
+    if (req.method == "POST") return start_run(req, who);
     return http::json_error(405, "method_not_allowed", "use POST /v1/runs");
   }
   if (req.path == "/v1/workflows" || req.path.rfind("/v1/workflows/", 0) == 0) return workflows(req);
@@ -136,7 +177,7 @@ http::Response Api::handle(const http::Request& req) {
     if (req.method != "POST") return http::json_error(405, "method_not_allowed", "use POST /v1/exceptions/{run_id}");
     if (id.empty() || id.size() > 128 || id.find_first_of("/{}: ") != std::string_view::npos)
       return http::json_error(400, "invalid_argument", "bad run id");
-    return act_on_exception(req, id);
+    return act_on_exception(req, id, who);
   }
   constexpr std::string_view kRunPrefix = "/v1/runs/";
   if (req.path.rfind(kRunPrefix, 0) == 0) {
@@ -156,7 +197,7 @@ http::Response Api::handle(const http::Request& req) {
   return http::json_error(404, "not_found", "no route for " + req.method + " " + req.path);
 }
 
-http::Response Api::start_run(const http::Request& req) {
+http::Response Api::start_run(const http::Request& req, const Principal& who) {
   auto body = parse_json_object(req.body);
   if (!body) {
     int status = body.status().code() == Code::kTooLarge ? 413 : 400;
@@ -190,9 +231,7 @@ http::Response Api::start_run(const http::Request& req) {
   }
   auto dedupe = start_dedupe_key(*wf, input, given);
   if (!dedupe) return http::json_error(400, "invalid_argument", dedupe.status().message());
-  auto user = req.headers.find("x-baton-user");
-  baton::v1::RunEvent ev =
-      make_start_event(*wf, input.dump(), *dedupe, user != req.headers.end() ? user->second : "api");
+  baton::v1::RunEvent ev = make_start_event(*wf, input.dump(), *dedupe, who.name);
   const std::string& run_id = ev.run_id();
   auto promise = std::make_shared<std::promise<Status>>();
   auto fut = promise->get_future();
@@ -338,7 +377,7 @@ http::Response Api::get_audit(std::string_view run_id) {
 // {"action": "retry" | "resolve" | "cancel", "step"?, "input"? (retry),
 //  "output"? (resolve, required), "comment"?}. 202 when the event is on the
 // events topic; 404 unknown run; 409 not in the queue.
-http::Response Api::act_on_exception(const http::Request& req, std::string_view run_id) {
+http::Response Api::act_on_exception(const http::Request& req, std::string_view run_id, const Principal& who) {
   auto body = parse_json_object(req.body);
   if (!body) {
     int status = body.status().code() == Code::kTooLarge ? 413 : 400;
@@ -370,13 +409,19 @@ http::Response Api::act_on_exception(const http::Request& req, std::string_view 
     a.set_output_json(out->dump());
   } else if (action == "cancel") {
     a.set_kind(baton::v1::OperatorAction::CANCEL);
+  } else if (action == "reroute") {
+    a.set_kind(baton::v1::OperatorAction::REROUTE);
+    if (step.empty()) return http::json_error(400, "invalid_argument", "reroute needs field 'step' (where the run goes on)");
+    if (auto in = b.find("input"); in != b.end() && !in->is_null()) {
+      if (!in->is_object()) return http::json_error(400, "invalid_argument", "field 'input' must be a JSON object");
+      a.set_input_json(in->dump());
+    }
   } else {
-    return http::json_error(400, "invalid_argument", "field 'action' must be retry, resolve or cancel");
+    return http::json_error(400, "invalid_argument", "field 'action' must be retry, resolve, reroute or cancel");
   }
   a.set_step(step);
   a.set_comment(comment);
-  auto user = req.headers.find("x-baton-user");
-  a.set_actor(user != req.headers.end() && !user->second.empty() ? user->second : "api");
+  a.set_actor(who.name);
 
   redis::Client* c = redis_for_thread();
   if (!c) return http::json_error(503, "unavailable", "redis is unreachable");
@@ -391,15 +436,140 @@ http::Response Api::act_on_exception(const http::Request& req, std::string_view 
   ev.set_event_id(random_id());
   ev.set_produced_unix_ms(now_unix_ms());
   *ev.mutable_operator_() = std::move(a);
+  if (Status ps = produce_event(ev); !ps) return http::json_error(503, "unavailable", ps.message());
+  return json_response(202, {{"run_id", std::string(run_id)}, {"action", action}, {"status", "accepted"}});
+}
+
+Status Api::produce_event(const baton::v1::RunEvent& ev) {
   auto promise = std::make_shared<std::promise<Status>>();
   auto fut = promise->get_future();
-  Status ps = producer_.produce(keys::events_topic(opts_.ns), std::string(run_id), ev.SerializeAsString(),
+  Status ps = producer_.produce(keys::events_topic(opts_.ns), ev.run_id(), ev.SerializeAsString(),
                                 [promise](const Status& st) { promise->set_value(st); });
-  if (!ps) return http::json_error(503, "unavailable", ps.message());
+  if (!ps) return ps;
   if (fut.wait_for(std::chrono::milliseconds(opts_.produce_timeout_ms)) != std::future_status::ready)
-    return http::json_error(503, "unavailable", "the events topic did not acknowledge the action in time");
-  if (Status ds = fut.get(); !ds) return http::json_error(503, "unavailable", ds.message());
-  return json_response(202, {{"run_id", std::string(run_id)}, {"action", action}, {"status", "accepted"}});
+    return Status(Code::kUnavailable, "the events topic did not acknowledge the event in time");
+  return fut.get();
+}
+
+// Open gates, oldest first: approvals and sampled reviews waiting for a person.
+// Approvers see their groups' gates only; `?group=` filters, `?limit=` (1..1000,
+// default 100) bounds the page. Each entry carries what the person needs to
+// decide: the run, the step, the held output (for a task's result) and the SLA.
+http::Response Api::list_approvals(const http::Request& req, const Principal& who) {
+  int limit = 100;
+  if (auto it = req.query.find("limit"); it != req.query.end()) {
+    char* end = nullptr;
+    long v = std::strtol(it->second.c_str(), &end, 10);
+    if (it->second.empty() || *end != '\0' || v < 1 || v > 1000)
+      return http::json_error(400, "invalid_argument", "limit must be an integer from 1 to 1000");
+    limit = static_cast<int>(v);
+  }
+  std::string group;
+  if (auto it = req.query.find("group"); it != req.query.end()) group = it->second;
+  redis::Client* c = redis_for_thread();
+  if (!c) return http::json_error(503, "unavailable", "redis is unreachable");
+  auto members = c->command({"ZRANGE", keys::approvals(opts_.ns), "0", "9999"});
+  if (!members) return http::json_error(503, "unavailable", members.status().message());
+  struct Gate {
+    std::string run, step;
+  };
+  std::vector<Gate> gates;
+  for (const auto& m : members->elements) {
+    auto bar = m.str.find('|');
+    if (bar == std::string::npos) continue;
+    gates.push_back({m.str.substr(0, bar), m.str.substr(bar + 1)});
+    c->append({"HMGET", keys::run(opts_.ns, gates.back().run), "wf", "ver", "record", "status",
+               RunState::step_field(gates.back().step)});
+  }
+  json out = json::array();
+  if (!gates.empty()) {
+    auto rows = c->exec();
+    if (!rows) return http::json_error(503, "unavailable", rows.status().message());
+    for (std::size_t i = 0; i < rows->size() && i < gates.size(); ++i) {
+      const auto& f = (*rows)[i].elements;
+      if (f.size() != 5 || f[0].is_nil() || f[3].str != "running" || f[4].is_nil()) continue;  // closed meanwhile
+      auto sj = parse_json(f[4].str, limits::kMaxMessageBytes);
+      if (!sj) continue;
+      StepState ss = StepState::from_json(*sj);
+      if (ss.status != StepStatus::kAwaitingApproval || !ss.gate) continue;
+      const GateState& g = *ss.gate;
+      if (!group.empty() && g.group != group) continue;
+      if (who.role == Role::kApprover && !who.may_decide(g.group)) continue;
+      json item = {{"run_id", gates[i].run},
+                   {"step", gates[i].step},
+                   {"workflow", f[0].str},
+                   {"version", std::strtoll(f[1].str.c_str(), nullptr, 10)},
+                   {"record_key", f[2].str},
+                   {"kind", g.kind},
+                   {"group", g.group},
+                   {"opened_ms", g.opened_ms},
+                   {"due_ms", g.due_ms},
+                   {"escalations", g.escalations},
+                   {"output", g.output}};
+      out.push_back(std::move(item));
+      if (out.size() >= static_cast<std::size_t>(limit)) break;
+    }
+  }
+  return json_response(200, {{"approvals", std::move(out)}});
+}
+
+// A decision on an open gate: {"decision": "approve" | "reject", "comment"?,
+// "output"? (approve with a corrected output: held results only)}. 202 when
+// the event is on the events topic; 403 when the caller may not decide for
+// the gate's group; 404 unknown run; 409 no open gate on that step.
+http::Response Api::decide(const http::Request& req, std::string_view run_id, std::string_view step,
+                           const Principal& who) {
+  auto body = parse_json_object(req.body);
+  if (!body) {
+    int status = body.status().code() == Code::kTooLarge ? 413 : 400;
+    return http::json_error(status, code_name(body.status().code()), body.status().message());
+  }
+  const json& b = *body;
+  auto d = b.find("decision");
+  if (d == b.end() || !d->is_string() || (*d != "approve" && *d != "reject"))
+    return http::json_error(400, "invalid_argument", "field 'decision' must be approve or reject");
+  baton::v1::GateDecision gd;
+  gd.set_step(std::string(step));
+  gd.set_approve(*d == "approve");
+  if (auto cm = b.find("comment"); cm != b.end() && !cm->is_null()) {
+    if (!cm->is_string()) return http::json_error(400, "invalid_argument", "field 'comment' must be a string");
+    gd.set_comment(cm->get<std::string>());
+  }
+  if (auto o = b.find("output"); o != b.end() && !o->is_null()) {
+    if (!o->is_object()) return http::json_error(400, "invalid_argument", "field 'output' must be a JSON object");
+    if (!gd.approve()) return http::json_error(400, "invalid_argument", "a rejection takes no 'output'");
+    gd.set_output_json(o->dump());
+  }
+  gd.set_actor(who.name);
+
+  redis::Client* c = redis_for_thread();
+  if (!c) return http::json_error(503, "unavailable", "redis is unreachable");
+  auto f = c->command({"HMGET", keys::run(opts_.ns, run_id), "status", RunState::step_field(step)});
+  if (!f) return http::json_error(503, "unavailable", f.status().message());
+  if (f->elements.size() != 2 || f->elements[0].is_nil())
+    return http::json_error(404, "not_found", "no run " + std::string(run_id));
+  std::optional<GateState> gate;
+  if (!f->elements[1].is_nil()) {
+    if (auto sj = parse_json(f->elements[1].str, limits::kMaxMessageBytes)) {
+      StepState ss = StepState::from_json(*sj);
+      if (ss.status == StepStatus::kAwaitingApproval) gate = ss.gate;
+    }
+  }
+  if (f->elements[0].str != "running" || !gate)
+    return http::json_error(409, "conflict", "no open gate on step " + std::string(step) + " of run " + std::string(run_id));
+  if (!who.may_decide(gate->group))
+    return http::json_error(403, "forbidden", who.name + " may not decide for group " + gate->group);
+  if (!gd.output_json().empty() && gate->output.is_null())
+    return http::json_error(400, "invalid_argument", "an approval step takes no 'output'");
+
+  baton::v1::RunEvent ev;
+  ev.set_run_id(std::string(run_id));
+  ev.set_event_id(random_id());
+  ev.set_produced_unix_ms(now_unix_ms());
+  *ev.mutable_decision() = std::move(gd);
+  if (Status ps = produce_event(ev); !ps) return http::json_error(503, "unavailable", ps.message());
+  return json_response(202, {{"run_id", std::string(run_id)}, {"step", std::string(step)},
+                             {"decision", d->get<std::string>()}, {"status", "accepted"}});
 }
 
 // The exception queue, newest first: runs that ended in an exception, with the

@@ -36,19 +36,36 @@ Status write_file_atomic(const std::string& path, const std::string& content) {
 
 }  // namespace
 
-Application::Application(Options opts) : opts_(std::move(opts)), engine_(EngineOptions{opts_.ns}) {
+Application::Application(Options opts)
+    : opts_(std::move(opts)), engine_(EngineOptions{opts_.ns, /*notify=*/!opts_.notify.empty()}) {
   events_topic_ = keys::events_topic(opts_.ns);
   triggers_topic_ = keys::triggers_topic(opts_.ns);
 }
 
 Application::~Application() {
   if (http_) http_->stop();
+  if (notifier_) notifier_->stop();
 }
 
 int Application::http_port() const { return http_ ? http_->port() : 0; }
 
 Status Application::init() {
   if (Status s = registry_.load_dir(opts_.workflows_dir); !s) return s;
+  std::shared_ptr<const Authenticator> auth;
+  if (!opts_.auth_tokens.empty()) {
+    auto a = Authenticator::load(opts_.auth_tokens);
+    if (!a) return a.status();
+    spdlog::info("control plane auth: {} token(s) from {}", a->size(), opts_.auth_tokens);
+    auth = std::make_shared<const Authenticator>(std::move(a).value());
+  } else {
+    spdlog::warn("control plane auth is off (no --auth-tokens): every caller is an admin");
+  }
+  std::vector<WebhookConfig> webhooks;
+  if (!opts_.notify.empty()) {
+    auto w = load_webhooks(opts_.notify);
+    if (!w) return w.status();
+    webhooks = std::move(w).value();
+  }
   auto wfs = registry_.all();
   spdlog::info("loaded {} workflow(s) from {}", wfs.size(), opts_.workflows_dir);
 
@@ -90,9 +107,17 @@ Status Application::init() {
   consumer_ = std::move(consumer).value();
   if (Status s = consumer_->subscribe({events_topic_, triggers_topic_}); !s) return s;
 
+  if (!opts_.notify.empty()) {
+    NotifierOptions no;
+    no.ns = opts_.ns;
+    no.redis = *ep;
+    notifier_ = std::make_unique<Notifier>(no, std::move(webhooks));
+    if (Status s = notifier_->start(); !s) return s;
+  }
   ApiOptions ao;
   ao.ns = opts_.ns;
   ao.redis = *ep;
+  ao.auth = std::move(auth);
   api_ = std::make_unique<Api>(ao, registry_, *producer_, ready_);
   http::ServerOptions so;
   auto colon = opts_.http.rfind(':');

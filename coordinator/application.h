@@ -21,6 +21,7 @@
 #include "common/workflow/parser.h"
 #include "coordinator/api.h"
 #include "coordinator/engine.h"
+#include "coordinator/notifier.h"
 #include "coordinator/run_store.h"
 
 namespace baton::coordinator {
@@ -36,6 +37,8 @@ struct Options {
   double linger_ms = 0;
   std::size_t max_batch = 2048;
   int timer_scan_ms = 50;
+  std::string auth_tokens;  // token file (docs/security.md); empty: auth off
+  std::string notify;       // webhooks file (docs/notifications.md); empty: no notifications
 };
 
 class Application {
@@ -92,6 +95,7 @@ class Application {
   std::unique_ptr<kafka::Consumer> consumer_;
   std::unique_ptr<RunStore> store_;
   std::unique_ptr<Api> api_;
+  std::unique_ptr<Notifier> notifier_;
   std::unique_ptr<http::Server> http_;
   std::string events_topic_;
   std::string triggers_topic_;

@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   cli.add_option("--fetch-wait-ms", o.fetch_wait_ms, "Kafka fetch.wait.max.ms (per-hop latency floor)")
       ->capture_default_str();
   cli.add_option("--linger-ms", o.linger_ms, "Kafka producer linger.ms")->capture_default_str();
+  cli.add_option("--auth-tokens", o.auth_tokens, "bearer token file (docs/security.md); default: auth off");
+  cli.add_option("--notify", o.notify, "webhooks file (docs/notifications.md); default: no notifications");
   cli.add_option("--log-level", log_level, "trace, debug, info, warn, error");
   cli.add_flag("--version", version, "print the version and exit");
   CLI11_PARSE(cli, argc, argv);

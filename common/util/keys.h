@@ -78,6 +78,8 @@ inline std::string notify_claimed(std::string_view ns, std::string_view replica)
 inline std::string notify_retry(std::string_view ns) { return notify_queue(ns) + ":retry"; }
 inline std::string notify_dead(std::string_view ns) { return notify_queue(ns) + ":dead"; }
 inline std::string notify_replicas(std::string_view ns) { return notify_queue(ns) + ":replicas"; }
+// Every control-plane call with its caller (a capped stream).
+inline std::string api_audit(std::string_view ns) { return "baton:" + std::string(ns) + ":api-audit"; }
 inline std::string runs_index(std::string_view ns) { return "baton:" + std::string(ns) + ":runs"; }
 inline std::string done(std::string_view ns, std::string_view run_id, std::string_view step,
                         uint32_t attempt) {
