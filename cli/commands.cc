@@ -117,13 +117,15 @@ int run_single(const RunOptions& o) {
           std::printf("%s\n", last.dump(2).c_str());
         } else if (v.status == "completed") {
           std::printf("completed in %lld ms\n", static_cast<long long>(v.ended_ms - v.created_ms));
+        } else if (v.status == "awaiting_approval") {
+          std::printf("waiting for approval at step %s (batonctl approvals list)\n", v.ended_step.c_str());
         } else {
           std::printf("exception at step %s: %s%s%s (after %lld ms)\n", v.ended_step.empty() ? "-" : v.ended_step.c_str(),
                       v.code.empty() ? "-" : v.code.c_str(), v.message.empty() ? "" : ": ", v.message.c_str(),
                       static_cast<long long>(v.ended_ms - v.created_ms));
         }
         std::fflush(stdout);
-        return v.status == "completed" ? kExitOk : kExitException;
+        return v.status == "exception" ? kExitException : kExitOk;
       }
     }
     if (Clock::now() >= deadline) break;

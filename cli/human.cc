@@ -238,7 +238,9 @@ int approvals_decide(const std::string& api, const std::string& decision, const 
       return kExitError;
     }
   }
-  auto r = api_post(api, "/v1/approvals/" + run_id + "/" + step, body);
+  std::string step_path;  // '#' of an instance id ("qualify#2") would start a URL fragment
+  for (char ch : step) step_path += ch == '#' ? std::string("%23") : std::string(1, ch);
+  auto r = api_post(api, "/v1/approvals/" + run_id + "/" + step_path, body);
   if (!r) {
     std::fprintf(stderr, "%s: %s\n", who.c_str(), r.status().message().c_str());
     return kExitError;

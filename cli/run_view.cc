@@ -71,6 +71,20 @@ RunView view_run(const json& run) {
         if (str_at(s, "id") == at) ended = &s;
     }
   }
+  if (v.status == "running" && run.is_object() && run.contains("steps") && run["steps"].is_array()) {
+    // Waiting for a person: a gate is open and nothing else is in flight.
+    std::string gate;
+    bool busy = false;
+    for (const auto& s : run["steps"]) {
+      std::string st = str_at(s, "status");
+      if (st == "awaiting_approval" && gate.empty()) gate = str_at(s, "id");
+      if (st == "running" || st == "retry_wait") busy = true;
+    }
+    if (!gate.empty() && !busy) {
+      v.status = "awaiting_approval";
+      v.ended_step = gate;
+    }
+  }
   if (v.status == "exception") {
     if (ended != nullptr && ended->contains("error") && (*ended)["error"].is_object()) {
       v.code = str_at((*ended)["error"], "code");
@@ -139,6 +153,9 @@ Summary summarize(const std::vector<BatchItem>& items, int64_t wall_ms) {
     } else if (it.view.status == "exception") {
       ++s.exceptions;
       ++s.exceptions_by[{it.view.ended_step, it.view.code}];
+    } else if (it.view.status == "awaiting_approval") {
+      ++s.awaiting;
+      continue;
     } else if (!it.error.empty() && it.last.is_null()) {
       ++s.errors;
       continue;
@@ -169,7 +186,8 @@ std::string identity_key(const json& input) {
 std::string summary_text(const Summary& s) {
   std::ostringstream o;
   o << "runs:        " << s.total << " total, " << s.completed << " completed, " << s.exceptions
-    << " exceptions, " << s.errors << " errors, " << s.unfinished << " unfinished\n";
+    << " exceptions, " << s.awaiting << " awaiting approval, " << s.errors << " errors, " << s.unfinished
+    << " unfinished\n";
   if (!s.exceptions_by.empty()) {
     o << "exceptions by step and code:\n";
     for (const auto& [k, n] : s.exceptions_by) {
@@ -200,7 +218,7 @@ json summary_json(const Summary& s, const std::vector<BatchItem>& items) {
               {"step", it.view.ended_step},
               {"code", it.view.code}};
     if (!it.error.empty()) r["error"] = it.error;
-    if (it.view.ended() && it.view.ended_ms >= it.view.created_ms)
+    if (it.view.ended() && it.view.ended_ms > 0 && it.view.ended_ms >= it.view.created_ms)
       r["latency_ms"] = it.view.ended_ms - it.view.created_ms;
     runs.push_back(std::move(r));
   }
@@ -209,6 +227,7 @@ json summary_json(const Summary& s, const std::vector<BatchItem>& items) {
           {"exceptions", s.exceptions},
           {"errors", s.errors},
           {"unfinished", s.unfinished},
+          {"awaiting_approval", s.awaiting},
           {"exceptions_by", by},
           {"latency_ms", {{"p50", s.p50_ms}, {"p99", s.p99_ms}, {"max", s.max_ms}}},
           {"wall_ms", s.wall_ms},

@@ -24,7 +24,9 @@ struct RunView {
   std::vector<std::string> path;  // step instances in the order they were first dispatched
   int64_t created_ms = 0;
   int64_t ended_ms = 0;
-  bool ended() const { return status == "completed" || status == "exception"; }
+  // The run needs nothing more from Baton: it ended, or it waits for a person
+  // (status "awaiting_approval": a gate is open and no task is in flight).
+  bool ended() const { return status == "completed" || status == "exception" || status == "awaiting_approval"; }
 };
 RunView view_run(const nlohmann::json& run);
 
@@ -53,6 +55,7 @@ struct Summary {
   std::size_t exceptions = 0;
   std::size_t errors = 0;     // not submitted, or unreadable
   std::size_t unfinished = 0; // still running at the deadline
+  std::size_t awaiting = 0;   // waiting for a person at a gate
   // (step, code) -> count, for exceptions.
   std::map<std::pair<std::string, std::string>, std::size_t> exceptions_by;
   int64_t p50_ms = 0, p99_ms = 0, max_ms = 0;  // ended_ms - created_ms of ended runs

@@ -117,14 +117,16 @@ redis::Client* Api::redis_for_thread() {
 
 http::Response Api::handle(const http::Request& req) {
   Principal who;
+  std::optional<http::Response> denied;
   if (opts_.auth) {
-    if (auto denied = authorize(*opts_.auth, req, who)) return *denied;
+    denied = authorize(*opts_.auth, req, who);
+    if (denied && who.name.empty()) who.name = "anonymous";
   } else {
     auto user = req.headers.find("x-baton-user");
     who.name = user != req.headers.end() && !user->second.empty() ? user->second.substr(0, 128) : "api";
     who.role = Role::kAdmin;
   }
-  http::Response r = route(req, who);
+  http::Response r = denied ? std::move(*denied) : route(req, who);
   if (req.path.rfind("/v1", 0) == 0) {
     // Every control-plane call, with its caller: a capped stream (the run's own
     // audit trail has what changed a run, with the same caller as actor).
@@ -156,7 +158,12 @@ http::Response Api::route(const http::Request& req, const Principal& who) {
     auto slash = rest.find('/');
     if (req.method != "POST") return http::json_error(405, "method_not_allowed", "use POST /v1/approvals/{run_id}/{step}");
     if (slash == std::string_view::npos) return http::json_error(400, "invalid_argument", "use /v1/approvals/{run_id}/{step}");
-    std::string_view run = rest.substr(0, slash), step = rest.substr(slash + 1);
+    std::string_view run = rest.substr(0, slash);
+    // A step instance id may hold '#' ("qualify#2"): sent as %23.
+    std::string step_text(rest.substr(slash + 1));
+    for (std::size_t at = step_text.find("%23"); at != std::string::npos; at = step_text.find("%23", at + 1))
+      step_text.replace(at, 3, "#");
+    std::string_view step = step_text;
     if (run.empty() || run.size() > 128 || run.find_first_of("/{}: |") != std::string_view::npos || step.empty() ||
         step.size() > 200 || step.find_first_of("/{}: |") != std::string_view::npos)
       return http::json_error(400, "invalid_argument", "bad run id or step");

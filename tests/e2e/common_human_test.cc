@@ -176,15 +176,15 @@ TEST(HumanControl, ExceptionQueueAndAuditTrailReadThroughApiAndBatonctl) {
 }
 
 // Resolving a step that writes the shared record writes the manual output's
-// fields, so the steps after it read them: a partial-fit lead qualified by hand
-// gets its meeting booked with the owner the operator chose.
-TEST(HumanControl, ResolvingAQualifyStepWritesTheRecordAndTheRunBooks) {
+// fields, in the operator's name, and the run goes on from there: a lead whose
+// form missed a field is answered by hand and then qualified.
+TEST(HumanControl, ResolvingAStepWritesTheRecordAndTheRunGoesOn) {
   const std::string dir = example_dir("lead-to-meeting");
   DevFleet fleet(dir, "human2");
   ASSERT_TRUE(fleet.start());
   ASSERT_TRUE(fleet.wait_ready());
-  json lead = read_jsonl(dir + "/leads.jsonl")[3];  // L-004: a partial fit
-  ASSERT_EQ(lead["lead_id"], "L-004");
+  json lead = read_jsonl(dir + "/leads.jsonl")[6];  // L-007: a missing field
+  ASSERT_EQ(lead["lead_id"], "L-007");
   auto r = http::request("POST", fleet.api() + "/v1/runs", json{{"workflow", "lead-to-meeting"}, {"input", lead}}.dump());
   ASSERT_TRUE(r && r->status == 202);
   std::string id = json::parse(r->body)["run_id"];
@@ -197,31 +197,31 @@ TEST(HumanControl, ResolvingAQualifyStepWritesTheRecordAndTheRunBooks) {
       },
       seconds(20)))
       << run.dump();
-  ASSERT_EQ(run["ended_step"], "qualify");
+  ASSERT_EQ(run["ended_step"], "respond");
+  json manual = {{"valid", true},
+                 {"first_touch", "Called back by phone"},
+                 {"source", "phone"},
+                 {"request", "a demo"}};
   auto act = http::request("POST", fleet.api() + "/v1/exceptions/" + id,
-                           json{{"action", "resolve"},
-                                {"output", {{"score", 0.8}, {"reason", "strategic account"}, {"owner", "sales-vip"}}},
-                                {"comment", "strategic account"}}
-                               .dump(),
-                           5000, {{"X-Baton-User", "maria@example.com"}});
+                           json{{"action", "resolve"}, {"output", manual}, {"comment", "called them"}}.dump(), 5000,
+                           {{"X-Baton-User", "maria@example.com"}});
   ASSERT_TRUE(act && act->status == 202) << (act ? act->body : "");
+  // The run goes on: qualify runs (and books, or waits for a manager on a partial fit).
   ASSERT_TRUE(wait_until(
       [&] {
         run = get_json(fleet.api() + "/v1/runs/" + id, &status);
-        return run.value("status", "") == "completed";
+        for (const auto& s : run["steps"])
+          if (s["id"] == "qualify" && (s["status"] == "succeeded" || s["status"] == "awaiting_approval")) return true;
+        return false;
       },
       seconds(20)))
       << run.dump();
-  EXPECT_EQ(run["path"], json::array({"respond", "qualify", "book"}));
-  json booked;
-  for (const auto& s : run["steps"])
-    if (s["id"] == "book") booked = s["output"];
-  EXPECT_NE(booked.value("invite", "").find("host sales-vip"), std::string::npos) << booked.dump();
+  EXPECT_NE(run["status"], "exception") << run.dump();
   json audit = get_json(fleet.api() + "/v1/runs/" + id + "/audit", &status);
   bool written = false, by_operator = false;
   for (const auto& e : audit["entries"]) {
     if (e["kind"] == "record_written" && e["actor"] == "maria@example.com") {
-      written = e["detail"]["fields"]["owner"]["new"] == "sales-vip";
+      written = e["detail"]["fields"]["first_touch"]["new"] == "Called back by phone";
     }
     by_operator |= e["kind"] == "operator_action" && e["actor"] == "maria@example.com";
   }

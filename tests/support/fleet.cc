@@ -56,10 +56,12 @@ DevFleet::~DevFleet() {
   remove_tree(dir_);
 }
 
-bool DevFleet::start() {
-  return proc_.start({bin_dir() + "/batonctl", "dev", "--workflows", workflows_, "--state-dir", state_, "--http",
-                      "127.0.0.1:0", "--namespace", ns_, "--partitions", std::to_string(partitions_)},
-                     log_);
+bool DevFleet::start(const std::vector<std::string>& extra) {
+  std::vector<std::string> argv = {bin_dir() + "/batonctl", "dev", "--workflows", workflows_, "--state-dir", state_,
+                                   "--http", "127.0.0.1:0", "--namespace", ns_, "--partitions",
+                                   std::to_string(partitions_)};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return proc_.start(argv, log_);
 }
 
 ::testing::AssertionResult DevFleet::wait_ready(milliseconds timeout) {

@@ -43,8 +43,9 @@ class DevFleet {
   DevFleet(const DevFleet&) = delete;
   DevFleet& operator=(const DevFleet&) = delete;
 
-  // Starts batonctl; false when it cannot be started.
-  bool start();
+  // Starts batonctl (with `extra` flags after the usual ones, e.g.
+  // {"--auth-tokens", path}); false when it cannot be started.
+  bool start(const std::vector<std::string>& extra = {});
   // Waits until env.json exists and parses; fails with the log when batonctl
   // exits first or `timeout` passes.
   ::testing::AssertionResult wait_ready(std::chrono::milliseconds timeout = std::chrono::seconds(90));
