@@ -157,7 +157,7 @@ void RunStore::append_apply(const RunState& st, const Transition& t, int64_t epo
   const std::string& id = st.run_id;
   args_.push_back("FCALL");
   args_.push_back("baton_apply");
-  args_.push_back("11");
+  args_.push_back("12");
   args_.push_back(keys::run(ns_, id));
   args_.push_back(keys::run_ctx(ns_, id));
   args_.push_back(keys::run_outbox(ns_, id));
@@ -169,6 +169,7 @@ void RunStore::append_apply(const RunState& st, const Transition& t, int64_t epo
   args_.push_back(keys::exceptions(ns_));
   args_.push_back(keys::approvals(ns_));
   args_.push_back(keys::notify_queue(ns_));
+  args_.push_back(keys::runs_index(ns_));
   args_.push_back(std::to_string(epoch));
   args_.push_back(std::to_string(offset));
   args_.push_back(t.is_new ? "new" : "upd");

@@ -6,7 +6,7 @@
 -- functions make each transition atomic, fenced by the partition epoch and
 -- idempotent by the events offset.
 
-local LIBRARY_VERSION = 2
+local LIBRARY_VERSION = 3
 
 local function baton_version(keys, args)
   return LIBRARY_VERSION
@@ -16,7 +16,8 @@ end
 -- KEYS: 1 run hash, 2 ctx hash, 3 outbox hash, 4 audit stream, 5 epoch:<p>,
 --       6 applied:<p>, 7 timers:<p>, 8 active:<p>, 9 exceptions zset,
 --       10 approvals zset and 11 notify list (both optional: only needed when
---       the gate and notify sections below are given)
+--       the gate and notify sections below are given), 12 runs index zset
+--       (optional: a new run is added, scored by now)
 -- ARGV: 1 caller epoch, 2 events offset (-1: internal event, no offset check),
 --       3 mode "new" (run must not exist) | "upd" (run must exist),
 --       4 run id, 5 now ms, then sections, each a count followed by its items:
@@ -133,6 +134,7 @@ local function baton_apply(keys, args)
   if mode == 'new' and exists then
     return redis.status_reply('EXISTS')
   end
+  if mode == 'new' and keys[12] ~= nil then redis.call('ZADD', keys[12], now, run_id) end
   if mode == 'upd' and not exists then
     return redis.status_reply('MISSING')
   end
