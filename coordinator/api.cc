@@ -100,6 +100,7 @@ std::string render_run_json(const RunState& st, const workflow::Workflow* wf) {
     if (ss->seq) path.push_back(*id);
   j["steps"] = std::move(steps);
   j["path"] = std::move(path);
+  if (wf) redact_sensitive(j, wf->sensitive_fields());  // the API never shows them
   return j.dump();
 }
 
@@ -513,6 +514,8 @@ http::Response Api::list_approvals(const http::Request& req, const Principal& wh
                    {"due_ms", g.due_ms},
                    {"escalations", g.escalations},
                    {"output", g.output}};
+      if (auto wf = registry_.find(f[0].str, static_cast<uint32_t>(std::strtoul(f[1].str.c_str(), nullptr, 10))))
+        redact_sensitive(item["output"], wf->sensitive_fields());
       out.push_back(std::move(item));
       if (out.size() >= static_cast<std::size_t>(limit)) break;
     }

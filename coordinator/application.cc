@@ -462,6 +462,7 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
       it.t = engine_.on_decision(*wf, *it.st, it.ev.decision(), now, w);
     }
     if (!it.t.changed) continue;
+    if (auto wf = registry_.find(it.st->workflow, it.st->version)) Engine::redact(*wf, it.t);
     store_->append_apply(*it.st, it.t, part.epoch, it.m->offset, now);
     it.queued = true;
     touched.insert(run_id);
@@ -611,6 +612,7 @@ void Application::scan_timers() {
       continue;
     }
     Transition t = engine_.on_timer(*wf, rit->second, Timer{kind, step, attempt, now}, now);
+    Engine::redact(*wf, t);
     store_->append_apply(rit->second, t, part.epoch, /*offset=*/-1, now);
     fired.push_back({p, run_id, std::move(t)});
   }

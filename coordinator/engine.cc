@@ -274,6 +274,57 @@ std::string outbox_field(std::string_view step_id, uint32_t attempt) {
   return std::string(step_id) + ":" + std::to_string(attempt);
 }
 
+void redact_sensitive(json& j, const std::vector<std::string>& fields) {
+  if (fields.empty()) return;
+  if (j.is_object()) {
+    for (auto& [k, v] : j.items()) {
+      if (std::find(fields.begin(), fields.end(), k) != fields.end()) {
+        v = kRedacted;
+      } else {
+        redact_sensitive(v, fields);
+      }
+    }
+  } else if (j.is_array()) {
+    for (auto& v : j) redact_sensitive(v, fields);
+  }
+}
+
+void Engine::redact(const workflow::Workflow& wf, Transition& t) {
+  auto fields = wf.sensitive_fields();
+  if (fields.empty()) return;
+  for (auto& a : t.audit) {
+    redact_sensitive(a.detail, fields);
+    // record_written: {fields: {<name>: {old, new}}}
+    if (a.detail.contains("fields") && a.detail["fields"].is_object()) {
+      for (auto& [k, v] : a.detail["fields"].items())
+        if (std::find(fields.begin(), fields.end(), k) != fields.end()) v = {{"old", kRedacted}, {"new", kRedacted}};
+    }
+  }
+}
+
+namespace {
+bool type_ok(const std::string& type, const json& v) {
+  if (type == "string") return v.is_string();
+  if (type == "number") return v.is_number();
+  if (type == "integer")
+    return v.is_number_integer() || (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>());
+  if (type == "boolean") return v.is_boolean();
+  if (type == "object") return v.is_object();
+  if (type == "array") return v.is_array();
+  return true;
+}
+}  // namespace
+
+std::string Engine::check_writes(const workflow::Workflow& wf, const json& writes) {
+  if (wf.record_fields.empty() || !writes.is_object()) return "";
+  for (const auto& [k, v] : writes.items()) {
+    const workflow::RecordField* f = wf.find_record_field(k);
+    if (f && !v.is_null() && !type_ok(f->type, v))
+      return "record field '" + k + "' should be " + f->type + ", got " + v.type_name();
+  }
+  return "";
+}
+
 std::string Engine::check_contract(const workflow::Step& step, const json& output) {
   if (step.output.empty()) return "";
   if (!output.is_object()) return "output is not a JSON object";
@@ -284,14 +335,7 @@ std::string Engine::check_contract(const workflow::Step& step, const json& outpu
       return "missing field '" + f.name + "' (" + f.type + ")";
     }
     const json& v = *it;
-    bool ok = true;
-    if (f.type == "string") ok = v.is_string();
-    else if (f.type == "number") ok = v.is_number();
-    else if (f.type == "integer") ok = v.is_number_integer() || (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>());
-    else if (f.type == "boolean") ok = v.is_boolean();
-    else if (f.type == "object") ok = v.is_object();
-    else if (f.type == "array") ok = v.is_array();
-    if (!ok) return "field '" + f.name + "' should be " + f.type + ", got " + v.type_name();
+    if (!type_ok(f.type, v)) return "field '" + f.name + "' should be " + f.type + ", got " + v.type_name();
   }
   return "";
 }
@@ -973,6 +1017,7 @@ std::optional<RecordWriteRequest> Engine::record_write_for(const workflow::Workf
   if (!check_contract(*step, parse_object_or_empty(r.output_json())).empty()) return std::nullopt;
   auto writes = parse_json(r.writes_json(), limits::kMaxMessageBytes);
   if (!writes || !writes->is_object() || writes->empty()) return std::nullopt;
+  if (!check_writes(wf, *writes).empty()) return std::nullopt;  // on_result fails the attempt
   // A result held at a gate writes when (and if) someone approves it.
   if (gate_for_result(*step, st, parse_object_or_empty(r.output_json()))) return std::nullopt;
   RecordWriteRequest req;
@@ -1032,6 +1077,13 @@ Transition Engine::on_result(const workflow::Workflow& wf, RunState& st, const b
       if (!violation.empty()) {
         fail_attempt(c, *step, instance, "contract_violation", violation, true);
         break;
+      }
+      if (!r.writes_json().empty()) {
+        auto w = parse_json(r.writes_json(), limits::kMaxMessageBytes);
+        if (std::string bad = w ? check_writes(wf, *w) : std::string(); !bad.empty()) {
+          fail_attempt(c, *step, instance, "contract_violation", bad, true);
+          break;
+        }
       }
       if (write.kind == RecordWriteOutcome::Kind::kNone) {
         if (const char* kind = gate_for_result(*step, st, output)) {

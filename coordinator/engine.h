@@ -34,6 +34,12 @@ enum class StepStatus { kPending, kRunning, kRetryWait, kSucceeded, kFailed, kCa
 const char* to_string(RunStatus s);
 const char* to_string(StepStatus s);
 
+// Replaces, in place and at any depth, the value of every object member whose
+// name is in `fields` with "[redacted]" (a workflow's sensitive record fields:
+// they may appear in the input, outputs, record writes and audit details).
+void redact_sensitive(nlohmann::json& j, const std::vector<std::string>& fields);
+inline constexpr const char* kRedacted = "[redacted]";
+
 // The state of one *instance* of a step. A step that runs more than once in a
 // run (loop rounds, planner rounds, a route back to it, planned tasks) gets a
 // new instance id each time, `<step>#<n>` or `<step>#<plan id>`, so each run of
@@ -253,6 +259,12 @@ class Engine {
   // A due timer of this run.
   Transition on_timer(const workflow::Workflow& wf, RunState& state, const Timer& t, int64_t now_ms) const;
 
+  // Redacts the workflow's sensitive fields in a transition's audit details
+  // (called before it is stored).
+  static void redact(const workflow::Workflow& wf, Transition& t);
+  // Checks a result's record writes against the workflow's record schema
+  // (field types): "" when valid, else the reason.
+  static std::string check_writes(const workflow::Workflow& wf, const nlohmann::json& writes);
   // Checks `output` against a step's contract: "" when valid, else the reason.
   static std::string check_contract(const workflow::Step& step, const nlohmann::json& output);
   // Delay before attempt `next_attempt` (2..n): backoff * multiplier^(n-2), capped.

@@ -121,7 +121,9 @@ bool wrong_type(const redis::Reply& r) { return r.is_error() && r.str.rfind("WRO
 
 int64_t nearest_rank(const std::vector<int64_t>& sorted, double p) {
   const std::size_t n = sorted.size();
-  auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(n)));
+  // p * n first: exact for whole percents, so a rank that is a whole number
+  // (p * n a multiple of 100) is not pushed up by a rounding error.
+  auto rank = static_cast<std::size_t>(std::ceil(p * static_cast<double>(n) / 100.0));
   rank = std::clamp<std::size_t>(rank, 1, n);
   return sorted[rank - 1];
 }

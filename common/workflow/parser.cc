@@ -526,7 +526,11 @@ class Parser {
       } else if (e.name == "trigger") {
         if (!parse_trigger(e, wf)) return false;
       } else if (e.name == "record") {
-        if (!get_template(e, "record", wf.record_template)) return false;
+        if (e.value.IsMap()) {
+          if (!parse_record(e, wf)) return false;
+        } else if (!get_template(e, "record", wf.record_template)) {
+          return false;
+        }
       } else if (e.name == "max_steps") {
         if (!get_positive_int(e, "max_steps", wf.max_steps)) return false;
       } else if (e.name == "steps") {
@@ -543,6 +547,64 @@ class Parser {
     if (!has_name) return fail(root, "missing required key `name`");
     if (!has_steps) return fail(root, "missing required key `steps`");
     return check_links(wf);
+  }
+
+  // `record: {key: <template>, fields: {name: type | {type, sensitive, writers}}}`.
+  bool parse_record(const Entry& e, Workflow& wf) {
+    std::vector<Entry> es;
+    if (!entries(e.value, es)) return false;
+    bool has_key = false;
+    for (const auto& k : es) {
+      if (k.name == "key") {
+        if (!get_template(k, "record.key", wf.record_template)) return false;
+        has_key = true;
+      } else if (k.name == "fields") {
+        if (!k.value.IsMap()) return fail(k.where(), "`record.fields` must be a map of field: type or {type, sensitive, writers}, got " + describe(k.value));
+        std::vector<Entry> fs;
+        if (!entries(k.value, fs)) return false;
+        for (const auto& f : fs) {
+          if (!is_field(f.name) || f.name[0] == '_') {
+            return fail(f.key, "`record.fields` names must match [A-Za-z0-9][A-Za-z0-9_-]*, got " + quote(f.name));
+          }
+          RecordField rf;
+          rf.name = f.name;
+          auto type_of = [&](const Entry& t) {
+            if (!t.value.IsScalar() || kind_of(t.value) != Kind::kString || !contains(kContractTypes, t.value.Scalar())) {
+              return fail(t.where(), code("record.fields." + f.name) + " type must be one of " + join(kContractTypes) +
+                                         ", got " + describe(t.value));
+            }
+            rf.type = t.value.Scalar();
+            return true;
+          };
+          if (f.value.IsMap()) {
+            std::vector<Entry> ps;
+            if (!entries(f.value, ps)) return false;
+            for (const auto& p : ps) {
+              if (p.name == "type") {
+                if (!type_of(p)) return false;
+              } else if (p.name == "sensitive") {
+                if (!p.value.IsScalar() || kind_of(p.value) != Kind::kBool) {
+                  return fail(p.where(), code("record.fields." + f.name + ".sensitive") + " must be true or false, got " + describe(p.value));
+                }
+                rf.sensitive = p.value.as<bool>();
+              } else if (p.name == "writers") {
+                if (!get_step_list(p, "record.fields." + f.name + ".writers", rf.writers)) return false;
+                record_writer_marks_.push_back({f.name, p.where()});
+              } else {
+                return unknown_key(p, "in a record field", {"type", "sensitive", "writers"});
+              }
+            }
+          } else if (!type_of(f)) {
+            return false;
+          }
+          wf.record_fields.push_back(std::move(rf));
+        }
+      } else {
+        return unknown_key(k, "in `record`", {"key", "fields"});
+      }
+    }
+    if (!has_key) return fail(e.value, "`record` is missing required key `key` (the record's key template)");
+    return true;
   }
 
   bool parse_trigger(const Entry& e, Workflow& wf) {
@@ -1244,6 +1306,12 @@ class Parser {
     auto unknown = [&](const YAML::Mark& m, const std::string& label, const std::string& id) {
       return fail(m, code(label) + " names unknown step " + code(id));
     };
+    for (const auto& [field, mark] : record_writer_marks_) {
+      for (const auto& w : wf.find_record_field(field)->writers) {
+        if (!wf.find_step(w)) return fail(mark, code("record.fields." + field + ".writers") + " names unknown step " + code(w));
+      }
+    }
+
     // Sub-steps: run by their parent, they must be plain task steps that end there.
     std::unordered_map<std::string, std::string> parent_of;  // sub-step -> "a branch of `x`"
     for (std::size_t i = 0; i < wf.steps.size(); ++i) {
@@ -1309,6 +1377,19 @@ class Parser {
                     "`writes` needs a top-level `record` (the key of the shared record the step "
                     "writes to)");
       }
+      if (!wf.record_fields.empty()) {
+        for (const auto& w : s.writes) {
+          const RecordField* f = wf.find_record_field(w);
+          if (!f) {
+            return fail(marks_[i].writes, "step " + code(s.id) + " writes " + code(w) +
+                                              ", which is not a field of the record schema (`record.fields`)");
+          }
+          if (!f->writers.empty() && !contains(f->writers, s.id)) {
+            return fail(marks_[i].writes, "step " + code(s.id) + " writes " + code(w) + ", but the record schema lets only " +
+                                              join(f->writers) + " write it");
+          }
+        }
+      }
     }
     // Each step has at most one `next`, so following it from every step finds
     // every cycle. A cycle of `next` alone has no exit: refused. Cycles through
@@ -1344,6 +1425,7 @@ class Parser {
   std::string_view text_;  // the document, for positions inside block scalars
   Status err_;
   std::vector<StepMarks> marks_;  // parallel to Workflow::steps
+  std::vector<std::pair<std::string, YAML::Mark>> record_writer_marks_;  // record field -> its `writers`
 };
 
 }  // namespace

@@ -18,6 +18,13 @@ bool Workflow::is_sub_step(std::string_view id) const {
   return false;
 }
 
+std::vector<std::string> Workflow::sensitive_fields() const {
+  std::vector<std::string> out;
+  for (const auto& f : record_fields)
+    if (f.sensitive) out.push_back(f.name);
+  return out;
+}
+
 std::vector<std::string> Workflow::roles() const {
   std::vector<std::string> out;
   out.reserve(steps.size());
@@ -34,6 +41,12 @@ nlohmann::json Workflow::to_json() const {
   j["version"] = version;
   j["description"] = description;
   j["record"] = record_template;
+  if (!record_fields.empty()) {
+    nlohmann::json fields = nlohmann::json::array();
+    for (const auto& f : record_fields)
+      fields.push_back({{"name", f.name}, {"type", f.type}, {"sensitive", f.sensitive}, {"writers", f.writers}});
+    j["record_fields"] = std::move(fields);
+  }
   j["trigger"] = {{"topic", trigger_topic}, {"dedupe", dedupe_template}};
   j["max_steps"] = max_steps;
   if (schedule) {

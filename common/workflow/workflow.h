@@ -118,6 +118,14 @@ struct Review {
   int64_t sla_ms = 0;
 };
 
+// One field of the shared record's schema (`record: {key, fields}`).
+struct RecordField {
+  std::string name;
+  std::string type = "any";          // string, number, integer, boolean, object, array, any
+  bool sensitive = false;            // redacted in the audit trail, logs and API answers
+  std::vector<std::string> writers;  // steps that may write it (empty: any step listing it in `writes`)
+};
+
 // What a step is: a task run by a role's worker, a control node the
 // coordinator runs itself, or a person's decision.
 enum class StepKind { kTask, kParallel, kLoop, kApproval };
@@ -148,6 +156,8 @@ struct Workflow {
   uint32_t version = 1;
   std::string description;
   std::string record_template;  // e.g. "lead:{{input.lead_id}}"; empty: no shared record
+  // `record: {key, fields}`: the record's schema (empty: none; steps write what their `writes` list).
+  std::vector<RecordField> record_fields;
   std::string dedupe_template;  // trigger.dedupe, e.g. "{{input.lead_id}}"; empty: none
   std::string trigger_topic;    // trigger.topic (informational for now)
   uint32_t max_steps = 100;     // bound on step executions per run (loops governed)
@@ -168,6 +178,13 @@ struct Workflow {
   // Steps that run as parts of another (parallel branches, loop maker and
   // checker, planner's allowed steps): they end where their parent resumes.
   bool is_sub_step(std::string_view id) const;
+  const RecordField* find_record_field(std::string_view name) const {
+    for (const auto& f : record_fields)
+      if (f.name == name) return &f;
+    return nullptr;
+  }
+  // Names of the record fields marked `sensitive`.
+  std::vector<std::string> sensitive_fields() const;
   // Roles used by the steps, sorted, without duplicates.
   std::vector<std::string> roles() const;
   // The model as JSON (every field but source_path and marks), with a fixed key

@@ -218,6 +218,36 @@ TEST_F(Gates, PartialFitWaitsForASalesManagerWhoApprovesWithAnotherOwner) {
   EXPECT_NE(timeline.out.find("gate_opened"), std::string::npos) << timeline.out;
   EXPECT_NE(timeline.out.find("corrected for sales-managers"), std::string::npos) << timeline.out;
 
+  // Redaction: the lead's email (a sensitive record field) is in the record,
+  // and in no API answer, audit entry or log line.
+  const std::string email = lead(dir, "L-004").value("email", "");
+  ASSERT_FALSE(email.empty());
+  EXPECT_EQ(record_field(fleet.redis(), "gates1", "lead:L-004", "email"), "\"" + email + "\"");
+  for (const std::string& path : std::vector<std::string>{"/v1/runs/" + id, "/v1/runs/" + id + "/audit", "/v1/approvals", "/v1/exceptions"}) {
+    Answer a = call("GET", api + path, "admin-token");
+    EXPECT_EQ(a.status, 200) << path;
+    EXPECT_EQ(a.body.dump().find(email), std::string::npos) << path << ": " << a.body.dump();
+  }
+  EXPECT_NE(call("GET", api + "/v1/runs/" + id, "admin-token").body.dump().find("[redacted]"), std::string::npos);
+  {
+    auto ep = redis::parse_endpoint(fleet.redis());
+    ASSERT_TRUE(ep.is_ok());
+    auto rc = redis::Client::connect(*ep);
+    ASSERT_TRUE(rc.is_ok());
+    auto audit_raw = (*rc)->command({"XRANGE", keys::run_audit("gates1", id), "-", "+"});
+    ASSERT_TRUE(audit_raw.is_ok());
+    std::string all;
+    for (const auto& e : audit_raw->elements)
+      for (const auto& f : e.elements.at(1).elements) all += f.str + "\n";
+    EXPECT_FALSE(all.empty());
+    EXPECT_EQ(all.find(email), std::string::npos) << all;
+  }
+  std::string logs = read_file(fleet.log());
+  for (const auto& entry : std::filesystem::directory_iterator(fleet.state_dir() + "/logs"))
+    logs += read_file(entry.path().string());
+  EXPECT_GT(logs.size(), 0u);
+  EXPECT_EQ(logs.find(email), std::string::npos);
+
   // A second decision on the closed gate: 409.
   EXPECT_EQ(call("POST", api + "/v1/approvals/" + id + "/qualify", "maria-token", json{{"decision", "reject"}}).status,
             409);

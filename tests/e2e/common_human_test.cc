@@ -201,7 +201,8 @@ TEST(HumanControl, ResolvingAStepWritesTheRecordAndTheRunGoesOn) {
   json manual = {{"valid", true},
                  {"first_touch", "Called back by phone"},
                  {"source", "phone"},
-                 {"request", "a demo"}};
+                 {"request", "a demo"},
+                 {"email", "hannah@pixelandpine.example"}};
   auto act = http::request("POST", fleet.api() + "/v1/exceptions/" + id,
                            json{{"action", "resolve"}, {"output", manual}, {"comment", "called them"}}.dump(), 5000,
                            {{"X-Baton-User", "maria@example.com"}});

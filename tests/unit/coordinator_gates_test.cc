@@ -482,5 +482,85 @@ TEST(GateFormat, Refusals) {
             std::string::npos);
 }
 
+// ---- record schema and redaction -------------------------------------------
+
+const char* kSchema = R"(name: leads
+record:
+  key: "lead:{{input.id}}"
+  fields:
+    email: { type: string, sensitive: true, writers: [respond] }
+    score: number
+steps:
+  - id: respond
+    role: r
+    writes: [email]
+    next: qualify
+  - id: qualify
+    role: q
+    writes: [score]
+)";
+
+TEST(RecordSchema, ModelAndLoadTimeRefusals) {
+  auto r = workflow::parse_workflow(kSchema, "wf.yaml");
+  ASSERT_TRUE(static_cast<bool>(r)) << r.status().message();
+  EXPECT_EQ((*r)->record_template, "lead:{{input.id}}");
+  EXPECT_EQ((*r)->sensitive_fields(), std::vector<std::string>{"email"});
+  EXPECT_EQ((*r)->find_record_field("score")->type, "number");
+  std::string yaml = kSchema;
+  // A write outside the schema, and a writer the schema does not allow: refused at load.
+  std::string outside = yaml;
+  outside.replace(outside.find("writes: [score]"), 15, "writes: [phone]");
+  EXPECT_NE(parse_error(outside).find("writes `phone`, which is not a field of the record schema"), std::string::npos)
+      << parse_error(outside);
+  std::string writer = yaml;
+  writer.replace(writer.find("writes: [score]"), 15, "writes: [email]");
+  EXPECT_NE(parse_error(writer).find("lets only respond write it"), std::string::npos) << parse_error(writer);
+  std::string unknown = yaml;
+  unknown.replace(unknown.find("writers: [respond]"), 18, "writers: [nobody]");
+  EXPECT_NE(parse_error(unknown).find("names unknown step `nobody`"), std::string::npos) << parse_error(unknown);
+  EXPECT_NE(parse_error("name: x\nrecord: { fields: {a: string} }\nsteps: [{id: a, role: r}]\n").find("missing required key `key`"),
+            std::string::npos);
+  EXPECT_NE(parse_error("name: x\nrecord: { key: k, fields: {a: text} }\nsteps: [{id: a, role: r}]\n").find("type must be one of"),
+            std::string::npos);
+}
+
+TEST(RecordSchema, RunTimeTypesAndRedaction) {
+  auto r = workflow::parse_workflow(kSchema, "wf.yaml");
+  ASSERT_TRUE(static_cast<bool>(r));
+  const auto& wf = **r;
+  EXPECT_EQ(Engine::check_writes(wf, {{"score", 0.7}}), "");
+  EXPECT_EQ(Engine::check_writes(wf, {{"score", "high"}}), "record field 'score' should be number, got string");
+
+  Engine engine{EngineOptions{"t"}};
+  baton::v1::RunStarted s;
+  s.set_input_json(R"({"id":"L-1","email":"a@b.example"})");
+  RunState st;
+  engine.start(&wf, "run-1", 0, s, 1000, st);
+  StepResult bad;
+  bad.set_step_id("respond");
+  bad.set_attempt(1);
+  bad.set_status(StepResult::OK);
+  bad.set_output_json("{}");
+  bad.set_writes_json(R"({"email": 42})");
+  // A write of the wrong type is never sent to Redis and fails the attempt as a contract violation.
+  EXPECT_FALSE(engine.record_write_for(wf, st, bad).has_value());
+  Transition t = engine.on_result(wf, st, bad, {}, 1010);
+  EXPECT_EQ(st.steps["respond"].error_code, "contract_violation");
+
+  // Redaction of audit details, at any depth, and of a record write's old/new.
+  Transition a;
+  a.audit.push_back({"record_written", "w", 1, {{"fields", {{"email", {{"old", "x@y"}, {"new", "a@b.example"}}}, {"score", {{"old", 1}, {"new", 2}}}}}}});
+  a.audit.push_back({"operator_action", "ops", 1, {{"input", {{"new", {{"email", "a@b.example"}, {"id", "L-1"}}}}}}});
+  Engine::redact(wf, a);
+  std::string dumped = a.audit[0].detail.dump() + a.audit[1].detail.dump();
+  EXPECT_EQ(dumped.find("a@b.example"), std::string::npos) << dumped;
+  EXPECT_EQ(a.audit[0].detail["fields"]["email"]["new"], kRedacted);
+  EXPECT_EQ(a.audit[0].detail["fields"]["score"]["new"], 2);
+  EXPECT_EQ(a.audit[1].detail["input"]["new"]["id"], "L-1");
+  json view = {{"input", {{"email", "a@b.example"}}}, {"steps", json::array({{{"output", {{"email", "a@b.example"}}}}})}};
+  redact_sensitive(view, wf.sensitive_fields());
+  EXPECT_EQ(view.dump().find("a@b.example"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace baton::coordinator
