@@ -1,5 +1,7 @@
 #include "coordinator/application.h"
 
+#include <ctime>
+
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -417,18 +419,36 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
     }
   }
 
+  // Daily budgets: today's spend of the workflows concerned.
+  {
+    std::vector<std::string> names;
+    for (auto& it : items) {
+      const std::string& name = it.st ? it.st->workflow : it.ev.has_started() ? it.ev.started().workflow() : "";
+      if (name.empty() || std::find(names.begin(), names.end(), name) != names.end()) continue;
+      auto wf = it.st ? registry_.find(it.st->workflow, it.st->version) : registry_.find(name, 0);
+      if (wf && wf->budget && wf->budget->daily_max_cost_micros) names.push_back(name);
+    }
+    if (!names.empty() && !load_daily_spend(names)) return false;
+  }
+  std::unordered_map<std::string, uint64_t> spent;
+
   // Phase 2: transitions, one baton_apply each, pipelined.
   std::vector<Item*> queued;
   std::unordered_set<std::string> touched;
   for (auto& it : items) {
     Partition& part = partitions_[it.p];
     const std::string& run_id = it.ev.run_id();
+    if (it.st) {
+      auto d = daily_spend_.find(it.st->workflow);
+      it.st->daily_spent_micros = d == daily_spend_.end() ? 0 : d->second;
+    }
     if (it.ev.has_started()) {
       if (part.runs.count(run_id)) continue;  // duplicate start of an in-flight run
       const auto& s = it.ev.started();
       auto wf = registry_.find(s.workflow(), s.version());
       RunState& st = part.runs[run_id];
       it.st = &st;
+      if (auto d = daily_spend_.find(s.workflow()); d != daily_spend_.end()) st.daily_spent_micros = d->second;
       it.t = engine_.start(wf.get(), run_id, it.p, s, now, st);
     } else if (!it.st) {
       continue;  // unknown or finished run
@@ -462,6 +482,10 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
       it.t = engine_.on_decision(*wf, *it.st, it.ev.decision(), now, w);
     }
     if (!it.t.changed) continue;
+    if (it.t.spent_micros) {
+      spent[it.st->workflow] += it.t.spent_micros;
+      daily_spend_[it.st->workflow] += it.t.spent_micros;
+    }
     if (auto wf = registry_.find(it.st->workflow, it.st->version)) Engine::redact(*wf, it.t);
     store_->append_apply(*it.st, it.t, part.epoch, it.m->offset, now);
     it.queued = true;
@@ -499,6 +523,7 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
         break;
     }
   }
+  if (!spent.empty()) add_daily_spend(spent);
   for (const auto& [p, off] : last_offset) {
     auto pit = partitions_.find(p);
     if (pit == partitions_.end()) continue;
@@ -506,6 +531,43 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
     to_commit_[events_topic_][p] = off + 1;
   }
   return true;
+}
+
+namespace {
+std::string utc_day(int64_t ms) {
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[16];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
+  return buf;
+}
+}  // namespace
+
+bool Application::load_daily_spend(const std::vector<std::string>& names) {
+  const std::string day = utc_day(now_unix_ms());
+  for (const auto& n : names) store_->client().append({"GET", keys::daily_spend(opts_.ns, n, day)});
+  auto replies = store_->client().exec();
+  if (!replies) {
+    spdlog::warn("reading daily spend: {}", replies.status().to_string());
+    return false;
+  }
+  for (std::size_t i = 0; i < names.size() && i < replies->size(); ++i)
+    daily_spend_[names[i]] = (*replies)[i].is_nil() ? 0 : std::strtoull((*replies)[i].str.c_str(), nullptr, 10);
+  return true;
+}
+
+void Application::add_daily_spend(const std::unordered_map<std::string, uint64_t>& spent) {
+  // After the transitions are stored: a crash in between under-counts a
+  // little (documented), it never counts an event twice.
+  const std::string day = utc_day(now_unix_ms());
+  for (const auto& [name, micros] : spent) {
+    std::string key = keys::daily_spend(opts_.ns, name, day);
+    store_->client().append({"INCRBY", key, std::to_string(micros)});
+    store_->client().append({"EXPIRE", key, "259200"});
+  }
+  auto r = store_->client().exec();
+  if (!r) spdlog::warn("adding daily spend: {}", r.status().to_string());
 }
 
 void Application::reload_run(int32_t partition, const std::string& run_id) {
@@ -611,6 +673,8 @@ void Application::scan_timers() {
       orphans[p].push_back(member);
       continue;
     }
+    if (auto d = daily_spend_.find(rit->second.workflow); d != daily_spend_.end())
+      rit->second.daily_spent_micros = d->second;
     Transition t = engine_.on_timer(*wf, rit->second, Timer{kind, step, attempt, now}, now);
     Engine::redact(*wf, t);
     store_->append_apply(rit->second, t, part.epoch, /*offset=*/-1, now);

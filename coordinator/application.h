@@ -106,6 +106,13 @@ class Application {
   int64_t last_commit_ms_ = 0;
   int64_t next_timer_scan_ms_ = 0;
 
+  // Daily budgets: today's spend per workflow (micro-USD), read before each
+  // batch of events for workflows with a daily budget; added to after it.
+  std::unordered_map<std::string, uint64_t> daily_spend_;
+  // Reads today's spend of the workflows of `names`; false on a Redis error.
+  bool load_daily_spend(const std::vector<std::string>& names);
+  void add_daily_spend(const std::unordered_map<std::string, uint64_t>& spent);
+
   std::mutex acks_mu_;
   std::vector<std::pair<std::string, std::string>> acks_;  // (run_id, outbox field)
 };

@@ -143,6 +143,11 @@ static void progress_fields(const RunState& st, Transition& t) {
   t.run_fields.emplace_back("status", to_string(st.status));
   t.run_fields.emplace_back("updated", std::to_string(st.updated_ms));
   t.run_fields.emplace_back("executed", std::to_string(st.steps_executed));
+  if (st.tokens || st.cost_micros) {
+    t.run_fields.emplace_back("tokens", std::to_string(st.tokens));
+    t.run_fields.emplace_back("cost", std::to_string(st.cost_micros));
+  }
+  if (st.fallback) t.run_fields.emplace_back("fallback", "1");
   if (!t.ending.empty()) {
     t.run_fields.emplace_back("at", st.ended_at);
     t.run_fields.emplace_back("reason", st.reason);
@@ -205,6 +210,12 @@ bool RunState::from_hashes(std::string_view run_id,
       out.ended_at = v;
     } else if (k == "executed") {
       out.steps_executed = static_cast<uint32_t>(to_i64(v));
+    } else if (k == "tokens") {
+      out.tokens = static_cast<uint64_t>(to_i64(v));
+    } else if (k == "cost") {
+      out.cost_micros = static_cast<uint64_t>(to_i64(v));
+    } else if (k == "fallback") {
+      out.fallback = v == "1";
     } else if (k.rfind("step:", 0) == 0) {
       auto j = parse_json(v, limits::kMaxMessageBytes);
       if (j) out.steps[k.substr(5)] = StepState::from_json(*j);
@@ -493,6 +504,7 @@ void Engine::dispatch(Ctx& c, const workflow::Step& step, const std::string& ins
             c.now, t, instance);
     return;
   }
+  if (!within_budget(c, instance)) return;
   ++st.steps_executed;
   StepState& ss = st.steps[instance];
   ss.status = StepStatus::kRunning;
@@ -520,11 +532,47 @@ void Engine::dispatch(Ctx& c, const workflow::Step& step, const std::string& ins
   task.set_idempotency_key(st.run_id + ":" + instance + ":" + std::to_string(attempt));
   task.set_dispatched_unix_ms(c.now);
   task.set_partition(static_cast<uint32_t>(st.partition));
+  if (st.fallback && c.wf.budget)
+    for (const auto& m : c.wf.budget->fallback_models) task.add_models(m);
   t.dispatch_bytes.push_back(task.SerializeAsString());
   t.dispatch.push_back(std::move(task));
   t.timers_add.emplace_back(timer_member(st.run_id, TimerKind::kTimeout, instance, attempt), c.now + step.timeout_ms);
   t.audit.push_back(
       {"task_dispatched", kCoordinator, c.now, {{"step", instance}, {"role", step.role}, {"attempt", attempt}}});
+}
+
+bool Engine::within_budget(Ctx& c, const std::string& instance) const {
+  if (!c.wf.budget) return true;
+  const workflow::Budget& b = *c.wf.budget;
+  RunState& st = c.st;
+  // A fallback gives the run a second budget of the same size on the cheaper
+  // models; past that it is an exception too.
+  const uint64_t k = st.fallback ? 2 : 1;
+  std::string limit;
+  uint64_t value = 0, max = 0;
+  if (b.run_max_cost_micros && st.cost_micros >= k * b.run_max_cost_micros) {
+    limit = "run_cost", value = st.cost_micros, max = b.run_max_cost_micros;
+  } else if (b.run_max_tokens && st.tokens >= k * b.run_max_tokens) {
+    limit = "run_tokens", value = st.tokens, max = b.run_max_tokens;
+  } else if (b.run_max_steps && st.steps_executed >= k * b.run_max_steps) {
+    limit = "run_steps", value = st.steps_executed, max = b.run_max_steps;
+  } else if (b.daily_max_cost_micros && st.daily_spent_micros >= k * b.daily_max_cost_micros) {
+    limit = "daily_cost", value = st.daily_spent_micros, max = b.daily_max_cost_micros;
+  }
+  if (limit.empty()) return true;
+  json detail = {{"step", instance}, {"limit", limit}, {"value", value}, {"max", max}};
+  if (b.fallback && !st.fallback) {
+    st.fallback = true;
+    detail["models"] = b.fallback_models;
+    c.t.audit.push_back({"budget_fallback", kCoordinator, c.now, detail});
+    return true;
+  }
+  c.t.audit.push_back({"budget_exceeded", kCoordinator, c.now, detail});
+  end_run(st, RunStatus::kException, "budget_exceeded",
+          instance + ": " + limit + " " + std::to_string(value) + " reached the budget of " + std::to_string(max) +
+              (st.fallback ? " (twice: after the fallback)" : ""),
+          c.now, c.t, instance);
+  return false;
 }
 
 void Engine::enter(Ctx& c, const workflow::Step& step, const std::string& parent, const std::string& key,
@@ -956,7 +1004,9 @@ Transition Engine::start(const workflow::Workflow* wf, std::string_view run_id, 
   Transition t;
   t.is_new = true;
   t.changed = true;
+  const uint64_t daily = st.daily_spent_micros;  // set by the caller for daily budgets
   st = RunState();
+  st.daily_spent_micros = daily;
   st.run_id = std::string(run_id);
   st.workflow = started.workflow();
   st.version = wf ? wf->version : started.version();
@@ -1049,6 +1099,12 @@ Transition Engine::on_result(const workflow::Workflow& wf, RunState& st, const b
   Ctx c{wf, st, t, now, record, json(), false, instance};
   t.changed = true;
   st.updated_ms = now;
+  if (r.has_usage()) {
+    st.tokens += r.usage().tokens_in() + r.usage().tokens_out();
+    st.cost_micros += r.usage().cost_micros();
+    st.daily_spent_micros += r.usage().cost_micros();
+    t.spent_micros += r.usage().cost_micros();
+  }
   StepState& ss = it->second;
   ss.started_ms = r.started_ms();
   ss.finished_ms = r.finished_ms();

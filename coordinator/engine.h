@@ -103,6 +103,13 @@ struct RunState {
   // ({"draft": round 1, "draft#2": round 2, ...}); ctx hash fields "hist:<instance>".
   nlohmann::json history = nlohmann::json::object();
   std::string ended_at;  // the step instance the run ended at ("" while running)
+  // Usage reported by the agents (budgets, KPIs): run hash fields tokens, cost.
+  uint64_t tokens = 0;
+  uint64_t cost_micros = 0;
+  bool fallback = false;  // the budget switched the run to the fallback models
+  // Not stored: the workflow's spend today (UTC) before this event, set by the
+  // caller for workflows with a daily budget.
+  uint64_t daily_spent_micros = 0;
 
   // Redis layout (docs/ARCHITECTURE.md §4): run hash fields and ctx hash fields.
   std::vector<std::pair<std::string, std::string>> header_fields() const;
@@ -178,6 +185,7 @@ struct Transition {
   std::vector<std::string> gates_del;
   // Notifications for the notifier (baton:<ns>:notify), JSON objects; see docs/notifications.md.
   std::vector<std::string> notify;
+  uint64_t spent_micros = 0;     // cost this transition added (the workflow's daily spend)
   std::string ending;            // "" (running), "completed", "exception"
   std::string exception_reason;  // set when ending == "exception"
 };
@@ -298,6 +306,9 @@ class Engine {
   void on_sla(Ctx& c, const workflow::Step& step, const std::string& instance, bool near) const;
   // Removes an instance's gate from the index and its SLA timers.
   void close_gate(RunState& st, const std::string& instance, Transition& t) const;
+  // Whether a dispatch may go ahead under the workflow's budget: switches to
+  // the fallback models (audited once) or ends the run (false).
+  bool within_budget(Ctx& c, const std::string& instance) const;
   void notify(const RunState& st, Transition& t, const std::string& event, const std::string& instance,
               nlohmann::json extra, int64_t now) const;
 

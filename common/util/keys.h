@@ -80,6 +80,10 @@ inline std::string notify_dead(std::string_view ns) { return notify_queue(ns) + 
 inline std::string notify_replicas(std::string_view ns) { return notify_queue(ns) + ":replicas"; }
 // Every control-plane call with its caller (a capped stream).
 inline std::string api_audit(std::string_view ns) { return "baton:" + std::string(ns) + ":api-audit"; }
+// A workflow's spend (micro-USD) on one UTC day ("2026-11-22"): daily budgets.
+inline std::string daily_spend(std::string_view ns, std::string_view workflow, std::string_view day) {
+  return "baton:" + std::string(ns) + ":spend:" + std::string(workflow) + ":" + std::string(day);
+}
 inline std::string runs_index(std::string_view ns) { return "baton:" + std::string(ns) + ":runs"; }
 inline std::string done(std::string_view ns, std::string_view run_id, std::string_view step,
                         uint32_t attempt) {

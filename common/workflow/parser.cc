@@ -31,8 +31,8 @@ constexpr int64_t kMaxDurationMs = int64_t{8760} * 3600 * 1000;  // 8760h, one y
 constexpr std::size_t kMaxQuoted = 40;
 
 const std::vector<std::string> kTopKeys = {"name",      "version", "description", "trigger", "record",
-                                           "max_steps", "steps",   "schedule",    "window"};
-const std::vector<std::string> kTopPlanned = {"budget", "agents"};
+                                           "max_steps", "steps",   "schedule",    "window",  "budget"};
+const std::vector<std::string> kTopPlanned = {"agents"};
 const std::vector<std::string> kStepKeys = {"id",      "role",  "agent",   "writes",   "output", "next",
                                             "timeout", "retry", "route",   "handoff",  "parallel",
                                             "join",    "loop",  "planner", "approval", "approve_when",
@@ -540,6 +540,8 @@ class Parser {
         if (!parse_schedule(e, wf)) return false;
       } else if (e.name == "window") {
         if (!parse_window(e, wf)) return false;
+      } else if (e.name == "budget") {
+        if (!parse_budget(e, wf)) return false;
       } else {
         return unknown_key(e, "at the top level", kTopKeys);
       }
@@ -604,6 +606,78 @@ class Parser {
       }
     }
     if (!has_key) return fail(e.value, "`record` is missing required key `key` (the record's key template)");
+    return true;
+  }
+
+  // A cost in USD ("0.50", 20) as micro-USD.
+  bool get_cost(const Entry& e, const std::string& label, uint64_t& out) {
+    double v = -1;
+    Kind kind = kind_of(e.value);
+    bool ok = e.value.IsScalar() && (kind == Kind::kInt || kind == Kind::kFloat) && parse_double(e.value.Scalar(), v) &&
+              v > 0 && v <= 1e9;
+    if (!ok) return fail(e.where(), code(label) + " must be a positive amount in USD (e.g. 0.50), got " + describe(e.value));
+    out = static_cast<uint64_t>(v * 1e6 + 0.5);
+    return true;
+  }
+
+  bool parse_budget(const Entry& e, Workflow& wf) {
+    if (!e.value.IsMap()) {
+      return fail(e.where(), "`budget` must be a map (keys: run, daily, on_exceeded, fallback_models), got " + describe(e.value));
+    }
+    std::vector<Entry> es;
+    if (!entries(e.value, es)) return false;
+    Budget b;
+    const Entry* fallback_list = nullptr;
+    for (const auto& k : es) {
+      if (k.name == "run" || k.name == "daily") {
+        if (!k.value.IsMap()) return fail(k.where(), code("budget." + k.name) + " must be a map, got " + describe(k.value));
+        std::vector<Entry> ls;
+        if (!entries(k.value, ls)) return false;
+        for (const auto& l : ls) {
+          const std::string label = "budget." + k.name + "." + l.name;
+          if (l.name == "max_cost") {
+            if (!get_cost(l, label, k.name == "run" ? b.run_max_cost_micros : b.daily_max_cost_micros)) return false;
+          } else if (k.name == "run" && l.name == "max_tokens") {
+            uint32_t t = 0;
+            if (!get_positive_int(l, label, t)) return false;
+            b.run_max_tokens = t;
+          } else if (k.name == "run" && l.name == "max_steps") {
+            if (!get_positive_int(l, label, b.run_max_steps)) return false;
+          } else {
+            return unknown_key(l, "in " + code("budget." + k.name),
+                               k.name == "run" ? std::vector<std::string>{"max_cost", "max_tokens", "max_steps"}
+                                               : std::vector<std::string>{"max_cost"});
+          }
+        }
+      } else if (k.name == "on_exceeded") {
+        std::string v;
+        if (!get_string(k, "budget.on_exceeded", v)) return false;
+        if (v != "exception" && v != "fallback") {
+          return fail(k.where(), "`budget.on_exceeded` must be exception or fallback, got " + describe(k.value));
+        }
+        b.fallback = v == "fallback";
+      } else if (k.name == "fallback_models") {
+        if (!k.value.IsSequence() || k.value.size() == 0) {
+          return fail(k.where(), "`budget.fallback_models` must be a non-empty list of model names, got " + describe(k.value));
+        }
+        for (const auto& m : k.value) {
+          if (!m.IsScalar() || kind_of(m) == Kind::kNull || m.Scalar().empty() || m.Scalar().size() > 200) {
+            return fail(m.IsNull() ? k.value.Mark() : m.Mark(), "`budget.fallback_models` entries must be model names, got " + describe(m));
+          }
+          b.fallback_models.push_back(m.Scalar());
+        }
+        fallback_list = &k;
+      } else {
+        return unknown_key(k, "in `budget`", {"run", "daily", "on_exceeded", "fallback_models"});
+      }
+    }
+    if (b.fallback && b.fallback_models.empty()) {
+      return fail(e.value, "`budget.on_exceeded: fallback` needs `fallback_models` (the cheaper models to switch to)");
+    }
+    if (!b.fallback && fallback_list) {
+      return fail(fallback_list->key, "`budget.fallback_models` is used only with `on_exceeded: fallback`");
+    }
+    wf.budget = std::move(b);
     return true;
   }
 

@@ -53,6 +53,14 @@ nlohmann::json Workflow::to_json() const {
     j["schedule"] = {{"cron", schedule->text()}, {"timezone", schedule->zone()}, {"input", schedule_input}};
   }
   if (window) j["window"] = window_json;
+  if (budget) {
+    j["budget"] = {{"run_max_cost_micros", budget->run_max_cost_micros},
+                   {"run_max_tokens", budget->run_max_tokens},
+                   {"run_max_steps", budget->run_max_steps},
+                   {"daily_max_cost_micros", budget->daily_max_cost_micros},
+                   {"on_exceeded", budget->fallback ? "fallback" : "exception"},
+                   {"fallback_models", budget->fallback_models}};
+  }
   nlohmann::json steps_json = nlohmann::json::array();
   for (const auto& s : steps) {
     nlohmann::json sj = nlohmann::json::object();

@@ -118,6 +118,20 @@ struct Review {
   int64_t sla_ms = 0;
 };
 
+// `budget:` what a run (and the workflow per UTC day) may spend. Costs in
+// micro-USD; 0: no limit. On exceeding: the run goes to the exception queue
+// (`budget_exceeded`), or (`fallback`) its remaining steps are dispatched with
+// the workflow's cheaper `fallback_models` (once a fallback is spent too, the
+// exception).
+struct Budget {
+  uint64_t run_max_cost_micros = 0;
+  uint64_t run_max_tokens = 0;
+  uint32_t run_max_steps = 0;
+  uint64_t daily_max_cost_micros = 0;
+  bool fallback = false;  // on_exceeded: fallback (else exception)
+  std::vector<std::string> fallback_models;
+};
+
 // One field of the shared record's schema (`record: {key, fields}`).
 struct RecordField {
   std::string name;
@@ -158,6 +172,7 @@ struct Workflow {
   std::string record_template;  // e.g. "lead:{{input.lead_id}}"; empty: no shared record
   // `record: {key, fields}`: the record's schema (empty: none; steps write what their `writes` list).
   std::vector<RecordField> record_fields;
+  std::optional<Budget> budget;
   std::string dedupe_template;  // trigger.dedupe, e.g. "{{input.lead_id}}"; empty: none
   std::string trigger_topic;    // trigger.topic (informational for now)
   uint32_t max_steps = 100;     // bound on step executions per run (loops governed)

@@ -362,7 +362,7 @@ TEST(WorkflowRefusal, UnknownTopLevelKey) {
 stesp: []
 )"),
             "wf.yaml:2:1: unknown key `stesp` at the top level (allowed: name, version, "
-            "description, trigger, record, max_steps, steps, schedule, window)");
+            "description, trigger, record, max_steps, steps, schedule, window, budget)");
 }
 
 TEST(WorkflowRefusal, UnknownKeySaysWhereItBelongs) {
@@ -370,7 +370,7 @@ TEST(WorkflowRefusal, UnknownKeySaysWhereItBelongs) {
 next: a
 )"),
             "wf.yaml:2:1: unknown key `next` at the top level (allowed: name, version, "
-            "description, trigger, record, max_steps, steps, schedule, window); `next` belongs in a step");
+            "description, trigger, record, max_steps, steps, schedule, window, budget); `next` belongs in a step");
   EXPECT_EQ(refusal(R"(name: x
 steps:
   - id: a
@@ -410,7 +410,7 @@ steps:
 }
 
 TEST(WorkflowRefusal, PlannedTopLevelKeys) {
-  for (const char* key : {"budget", "agents"}) {
+  for (const char* key : {"agents"}) {
     std::string yaml = std::string("name: x\n") + key + ": {}\nsteps: [{id: a, role: r}]\n";
     EXPECT_EQ(refusal(yaml), std::string("wf.yaml:2:1: `") + key + "` is not supported yet (planned)");
   }

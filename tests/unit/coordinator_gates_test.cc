@@ -562,5 +562,95 @@ TEST(RecordSchema, RunTimeTypesAndRedaction) {
   EXPECT_EQ(view.dump().find("a@b.example"), std::string::npos);
 }
 
+// ---- budgets -------------------------------------------------------------------
+
+std::string budget_yaml(const std::string& budget) {
+  return "name: b\nbudget: " + budget + "\nsteps:\n  - id: a\n    role: x\n    next: b\n  - id: b\n    role: y\n"
+         "    next: c\n  - id: c\n    role: z\n";
+}
+
+StepResult paid(const std::string& step, uint64_t cost_micros, uint64_t tokens) {
+  StepResult r;
+  r.set_step_id(step);
+  r.set_attempt(1);
+  r.set_status(StepResult::OK);
+  r.set_output_json("{}");
+  r.mutable_usage()->set_tokens_in(tokens);
+  r.mutable_usage()->set_cost_micros(cost_micros);
+  r.mutable_usage()->set_model("big-model");
+  return r;
+}
+
+TEST(Budgets, RunCostOverTheBudgetIsAnExceptionBeforeTheNextDispatch) {
+  auto wf = workflow::parse_workflow(budget_yaml("{ run: { max_cost: 0.10 } }"), "wf.yaml");
+  ASSERT_TRUE(static_cast<bool>(wf)) << wf.status().message();
+  EXPECT_EQ((*wf)->budget->run_max_cost_micros, 100000u);
+  Engine engine{EngineOptions{"t"}};
+  RunState st;
+  baton::v1::RunStarted s;
+  s.set_input_json("{}");
+  engine.start(wf->get(), "r", 0, s, 0, st);
+  Transition t = engine.on_result(**wf, st, paid("a", 60000, 100), {}, 10);
+  EXPECT_EQ(dispatched(t), std::vector<std::string>{"b"});
+  EXPECT_EQ(st.cost_micros, 60000u);
+  EXPECT_EQ(t.spent_micros, 60000u);
+  t = engine.on_result(**wf, st, paid("b", 50000, 100), {}, 20);
+  EXPECT_TRUE(t.dispatch.empty());
+  EXPECT_EQ(st.reason, "budget_exceeded");
+  EXPECT_EQ(audit(t, "budget_exceeded")->detail["limit"], "run_cost");
+  // The totals are stored with the run and read back.
+  bool has_cost = false;
+  for (const auto& [k, v] : t.run_fields) has_cost |= k == "cost" && v == "110000";
+  EXPECT_TRUE(has_cost);
+}
+
+TEST(Budgets, FallbackSwitchesTheRemainingStepsToTheCheaperModelsThenStops) {
+  auto wf = workflow::parse_workflow(
+      budget_yaml("{ run: { max_tokens: 1000 }, on_exceeded: fallback, fallback_models: [small, local] }"), "wf.yaml");
+  ASSERT_TRUE(static_cast<bool>(wf)) << wf.status().message();
+  Engine engine{EngineOptions{"t"}};
+  RunState st;
+  baton::v1::RunStarted s;
+  s.set_input_json("{}");
+  Transition t0 = engine.start(wf->get(), "r", 0, s, 0, st);
+  EXPECT_EQ(t0.dispatch[0].models_size(), 0);
+  Transition t = engine.on_result(**wf, st, paid("a", 0, 1200), {}, 10);
+  ASSERT_EQ(dispatched(t), std::vector<std::string>{"b"});
+  ASSERT_EQ(t.dispatch[0].models_size(), 2);
+  EXPECT_EQ(t.dispatch[0].models(0), "small");
+  EXPECT_TRUE(st.fallback);
+  EXPECT_TRUE(has_audit(t, "budget_fallback"));
+  // A second budget of the same size on the fallback; past it, the exception.
+  t = engine.on_result(**wf, st, paid("b", 0, 900), {}, 20);
+  EXPECT_TRUE(t.dispatch.empty());
+  EXPECT_EQ(st.reason, "budget_exceeded");
+}
+
+TEST(Budgets, DailyBudgetAndStepBudget) {
+  auto wf = workflow::parse_workflow(budget_yaml("{ daily: { max_cost: 5 }, run: { max_steps: 2 } }"), "wf.yaml");
+  ASSERT_TRUE(static_cast<bool>(wf)) << wf.status().message();
+  Engine engine{EngineOptions{"t"}};
+  baton::v1::RunStarted s;
+  s.set_input_json("{}");
+  RunState st;
+  st.daily_spent_micros = 5000000;  // today's spend already at the limit: the first dispatch is refused
+  Transition t = engine.start(wf->get(), "r", 0, s, 0, st);
+  EXPECT_TRUE(t.dispatch.empty());
+  EXPECT_EQ(st.reason, "budget_exceeded");
+  RunState st2;
+  engine.start(wf->get(), "r2", 0, s, 0, st2);
+  engine.on_result(**wf, st2, paid("a", 0, 0), {}, 10);
+  t = engine.on_result(**wf, st2, paid("b", 0, 0), {}, 20);
+  EXPECT_EQ(st2.reason, "budget_exceeded");
+  EXPECT_EQ(audit(t, "budget_exceeded")->detail["limit"], "run_steps");
+}
+
+TEST(Budgets, FormatRefusals) {
+  EXPECT_NE(parse_error(budget_yaml("{ run: { max_cost: -1 } }")).find("positive amount in USD"), std::string::npos);
+  EXPECT_NE(parse_error(budget_yaml("{ on_exceeded: fallback }")).find("needs `fallback_models`"), std::string::npos);
+  EXPECT_NE(parse_error(budget_yaml("{ on_exceeded: maybe }")).find("exception or fallback"), std::string::npos);
+  EXPECT_NE(parse_error(budget_yaml("{ daily: { max_tokens: 5 } }")).find("unknown key `max_tokens`"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace baton::coordinator
