@@ -1,5 +1,6 @@
 #include "cli/human.h"
 
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -202,6 +203,58 @@ int exceptions_act(const std::string& api, const std::string& action, const std:
     return kExitError;
   }
   std::printf("%s %s: accepted\n", action.c_str(), run_id.c_str());
+  return kExitOk;
+}
+
+namespace {
+std::string pct(const json& v) {
+  if (!v.is_number()) return "-";
+  char b[32];
+  std::snprintf(b, sizeof b, "%.1f%%", v.get<double>() * 100.0);
+  return b;
+}
+std::string ms_pair(const json& v, const char* hi) {
+  if (!v.is_object() || v.value("count", 0) == 0) return "-";
+  return str(v, "p50") + " / " + str(v, hi) + " ms (n=" + str(v, "count") + ")";
+}
+}  // namespace
+
+int stats_command(const std::string& api, const std::string& workflow, int since_hours, const std::string& output) {
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch()).count();
+  std::string path = "/v1/stats?since=" + std::to_string(now - int64_t{since_hours} * 3600 * 1000);
+  if (!workflow.empty()) path += "&workflow=" + workflow;
+  ApiResponse r;
+  if (!fetch(api, path, "batonctl stats", r)) return kExitError;
+  if (output == "json") {
+    std::printf("%s\n", r.body.dump().c_str());
+    return kExitOk;
+  }
+  std::printf("runs started in the last %d h: %s scanned%s\n", since_hours, str(r.body, "runs_scanned").c_str(),
+              r.body.value("truncated", false) ? " (truncated)" : "");
+  for (const auto& w : r.body["workflows"]) {
+    std::printf("\n%s v%s: %s runs, %s completed, %s exceptions, %s running\n", str(w, "workflow").c_str(),
+                str(w, "version").c_str(), str(w, "runs").c_str(), str(w, "completed").c_str(),
+                str(w, "exceptions").c_str(), str(w, "running").c_str());
+    std::printf("  completion rate      %s\n  exception rate       %s\n  retry rate           %s\n  fallback rate        %s\n",
+                pct(w["completion_rate"]).c_str(), pct(w["exception_rate"]).c_str(), pct(w["retry_rate"]).c_str(),
+                pct(w["fallback_rate"]).c_str());
+    if (w.contains("exceptions_by_reason") && w["exceptions_by_reason"].is_object())
+      for (const auto& [reason, n] : w["exceptions_by_reason"].items())
+        std::printf("    %s %s\n", pad(reason, 24).c_str(), n.dump().c_str());
+    std::printf("  approval latency     %s\n  time to resolve      %s\n", ms_pair(w["approval_latency_ms"], "p95").c_str(),
+                ms_pair(w["time_to_resolve_ms"], "p95").c_str());
+    std::printf("  cost per completed   %s micro-USD\n  collisions           %s\n",
+                w["cost_per_completed_run_micros"].is_null() ? "-" : str(w, "cost_per_completed_run_micros").c_str(),
+                str(w, "collisions").c_str());
+    if (w.contains("step_latency_ms") && w["step_latency_ms"].is_object())
+      for (const auto& [step, v] : w["step_latency_ms"].items())
+        std::printf("  step %s %s\n", pad(step, 16).c_str(), ms_pair(v, "p99").c_str());
+    if (w.contains("gates") && w["gates"].is_object())
+      for (const auto& [step, g] : w["gates"].items())
+        std::printf("  gate %s %s decisions, %s overturned: agent accuracy %s\n", pad(step, 16).c_str(),
+                    str(g, "decisions").c_str(), str(g, "overturned").c_str(), pct(g["agent_accuracy"]).c_str());
+  }
   return kExitOk;
 }
 

@@ -36,6 +36,10 @@ int approvals_list(const std::string& api, const std::string& group, int limit, 
 int approvals_decide(const std::string& api, const std::string& decision, const std::string& run_id,
                      const std::string& step, const std::string& comment, const std::string& output_file);
 
+// `batonctl stats [--workflow W] [--since-hours H]`: GET /v1/stats as a
+// readable report per workflow and version (or the API's JSON).
+int stats_command(const std::string& api, const std::string& workflow, int since_hours, const std::string& output);
+
 // One audit entry as a timeline line: "+1.234s  routed         qualify: output.score >= 0.7 -> book".
 // `t0_ms` is the run's first entry time. Pure; exposed for tests.
 std::string timeline_line(const nlohmann::json& entry, int64_t t0_ms);

@@ -149,6 +149,15 @@ int main(int argc, char** argv) {
     decide_cmds[decision] = c;
   }
 
+  // stats
+  auto* stats_cmd = app.add_subcommand("stats", "KPIs per workflow and version (GET /v1/stats)");
+  std::string stats_workflow, stats_output = "text";
+  int stats_hours = 24;
+  stats_cmd->add_option("--workflow", stats_workflow, "only this workflow");
+  stats_cmd->add_option("--since-hours", stats_hours, "runs started in the last H hours")->capture_default_str()->check(CLI::Range(1, 24 * 366));
+  stats_cmd->add_option("-o,--output", stats_output, "text or json")->capture_default_str()->check(CLI::IsMember({"text", "json"}));
+  add_api(stats_cmd);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -173,6 +182,7 @@ int main(int argc, char** argv) {
         return exceptions_act(resolve_api(api_flag, state_dir), action, exc_run, act_step, act_input, act_output,
                               act_comment);
     }
+    if (*stats_cmd) return stats_command(resolve_api(api_flag, state_dir), stats_workflow, stats_hours, stats_output);
     if (*appr_list) return approvals_list(resolve_api(api_flag, state_dir), appr_group, appr_limit, appr_output);
     for (const auto& [decision, c] : decide_cmds) {
       if (*c)

@@ -13,6 +13,7 @@
 #include "common/util/limits.h"
 #include "coordinator/engine.h"
 #include "coordinator/starts.h"
+#include "coordinator/stats.h"
 #include "coordinator/workflow_store.h"
 #include "proto/baton/v1/baton.pb.h"
 
@@ -148,6 +149,10 @@ http::Response Api::route(const http::Request& req, const Principal& who) {
   }
   if (req.path == "/v1/whoami") {
     return json_response(200, {{"name", who.name}, {"role", to_string(who.role)}, {"groups", who.groups}});
+  }
+  if (req.path == "/v1/stats") {
+    if (req.method != "GET") return http::json_error(405, "method_not_allowed", "use GET /v1/stats");
+    return stats(req);
   }
   if (req.path == "/v1/approvals") {
     if (req.method != "GET") return http::json_error(405, "method_not_allowed", "use GET /v1/approvals");
@@ -457,6 +462,39 @@ Status Api::produce_event(const baton::v1::RunEvent& ev) {
   if (fut.wait_for(std::chrono::milliseconds(opts_.produce_timeout_ms)) != std::future_status::ready)
     return Status(Code::kUnavailable, "the events topic did not acknowledge the event in time");
   return fut.get();
+}
+
+// KPIs per workflow and version over the runs started in a window
+// (docs/kpis.md): ?workflow=, ?version=, ?since= and ?until= (unix ms; default
+// the last 24 h), ?max_runs= (default 20000).
+http::Response Api::stats(const http::Request& req) {
+  StatsQuery q;
+  const int64_t now = now_unix_ms();
+  auto num = [&](const char* name, int64_t& out) -> bool {
+    auto it = req.query.find(name);
+    if (it == req.query.end()) return true;
+    char* end = nullptr;
+    long long v = std::strtoll(it->second.c_str(), &end, 10);
+    if (it->second.empty() || *end != '\0' || v < 0) return false;
+    out = v;
+    return true;
+  };
+  int64_t version = 0, max_runs = 20000;
+  q.since_ms = now - 24 * 3600 * 1000;
+  q.until_ms = now;
+  if (!num("since", q.since_ms) || !num("until", q.until_ms) || !num("version", version) || !num("max_runs", max_runs))
+    return http::json_error(400, "invalid_argument", "since, until, version and max_runs must be non-negative integers");
+  if (auto it = req.query.find("workflow"); it != req.query.end()) q.workflow = it->second;
+  q.version = static_cast<uint32_t>(version);
+  q.max_runs = static_cast<std::size_t>(max_runs);
+  redis::Client* c = redis_for_thread();
+  if (!c) return http::json_error(503, "unavailable", "redis is unreachable");
+  auto r = compute_stats(*c, opts_.ns, q, now);
+  if (!r) {
+    int status = r.status().code() == Code::kInvalidArgument ? 400 : 503;
+    return http::json_error(status, code_name(r.status().code()), r.status().message());
+  }
+  return json_response(200, *r);
 }
 
 // Open gates, oldest first: approvals and sampled reviews waiting for a person.

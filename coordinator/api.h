@@ -3,7 +3,7 @@
 //   GET /v1/workflows, GET /v1/workflows/{name}, GET /v1/workflows/{name}/{version},
 //   PUT /v1/workflows (body: the YAML; see docs/workflows.md "Versions"),
 //   GET /v1/exceptions, POST /v1/exceptions/{id}, GET /v1/runs/{id}/audit,
-//   GET /v1/approvals, POST /v1/approvals/{run}/{step}.
+//   GET /v1/approvals, POST /v1/approvals/{run}/{step}, GET /v1/stats (docs/kpis.md).
 // Every /v1 call is authenticated (ApiOptions::auth) and recorded with its caller.
 // Handlers run on the HTTP server's threads; each thread has its own Redis
 // connection (hiredis connections are not thread-safe). Changes to a run are
@@ -53,6 +53,7 @@ class Api {
   http::Response list_exceptions(const http::Request& req);
   http::Response act_on_exception(const http::Request& req, std::string_view run_id, const Principal& who);
   http::Response list_approvals(const http::Request& req, const Principal& who);
+  http::Response stats(const http::Request& req);
   http::Response decide(const http::Request& req, std::string_view run_id, std::string_view step,
                         const Principal& who);
   // Produces a run event and waits for the broker's acknowledgement.

@@ -248,6 +248,19 @@ TEST_F(Gates, PartialFitWaitsForASalesManagerWhoApprovesWithAnotherOwner) {
   EXPECT_GT(logs.size(), 0u);
   EXPECT_EQ(logs.find(email), std::string::npos);
 
+  // KPIs: the gate's decision counts against the agent at that step.
+  Answer kpis = call("GET", api + "/v1/stats?workflow=lead-to-meeting", "viewer-token");
+  ASSERT_EQ(kpis.status, 200) << kpis.body.dump();
+  ASSERT_EQ(kpis.body["workflows"].size(), 1u) << kpis.body.dump();
+  const json& w = kpis.body["workflows"][0];
+  EXPECT_EQ(w["completed"], 1);
+  EXPECT_EQ(w["gates"]["qualify"]["decisions"], 1) << w.dump();
+  EXPECT_EQ(w["gates"]["qualify"]["overturned"], 1) << w.dump();
+  EXPECT_EQ(w["approval_latency_ms"]["count"], 1) << w.dump();
+  CliResult st = batonctl("viewer-token", {"stats", "--api", api});
+  EXPECT_EQ(WEXITSTATUS(st.status), 0) << st.err;
+  EXPECT_NE(st.out.find("agent accuracy 0.0%"), std::string::npos) << st.out;
+
   // A second decision on the closed gate: 409.
   EXPECT_EQ(call("POST", api + "/v1/approvals/" + id + "/qualify", "maria-token", json{{"decision", "reject"}}).status,
             409);
