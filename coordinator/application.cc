@@ -42,6 +42,7 @@ Application::Application(Options opts)
     : opts_(std::move(opts)), engine_(EngineOptions{opts_.ns, /*notify=*/!opts_.notify.empty()}) {
   events_topic_ = keys::events_topic(opts_.ns);
   triggers_topic_ = keys::triggers_topic(opts_.ns);
+  audit_topic_ = keys::audit_topic(opts_.ns);
 }
 
 Application::~Application() {
@@ -97,7 +98,7 @@ Status Application::init() {
   producer_ = std::move(producer).value();
   // Fetch the topics' metadata now, so the first task of each role is not held
   // back (about a second) waiting for it.
-  std::vector<std::string> topics = {events_topic_, keys::dlq_topic(opts_.ns)};
+  std::vector<std::string> topics = {events_topic_, keys::dlq_topic(opts_.ns), audit_topic_};
   for (const auto& role : registry_.roles()) topics.push_back(keys::tasks_topic(opts_.ns, role));
   if (Status s = producer_->warm_up(topics, 5000); !s) spdlog::warn("warming up topics: {}", s.to_string());
 
@@ -508,6 +509,7 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
     switch ((*replies)[i]) {
       case ApplyReply::kOk:
         publish_all(it.t);
+        export_audit(run_id, it.t);
         if (ended(it.st->status)) pit->second.runs.erase(run_id);
         break;
       case ApplyReply::kFenced:
@@ -698,6 +700,7 @@ void Application::scan_timers() {
     switch ((*replies)[i]) {
       case ApplyReply::kOk:
         publish_all(fired[i].t);
+        export_audit(fired[i].run_id, fired[i].t);
         if (!fired[i].t.ending.empty()) pit->second.runs.erase(fired[i].run_id);
         break;
       case ApplyReply::kFenced:
@@ -713,6 +716,14 @@ void Application::scan_timers() {
 
 void Application::publish_all(const Transition& t) {
   for (std::size_t i = 0; i < t.dispatch.size(); ++i) publish(t.dispatch[i], t.dispatch_bytes[i]);
+}
+
+void Application::export_audit(const std::string& run_id, const Transition& t) {
+  for (const auto& a : t.audit) {
+    nlohmann::json j = {{"run_id", run_id}, {"kind", a.kind}, {"actor", a.actor}, {"at_ms", a.at_ms}, {"detail", a.detail}};
+    Status s = producer_->produce(audit_topic_, run_id, j.dump());
+    if (!s) spdlog::debug("audit export of run {}: {}", run_id, s.to_string());
+  }
 }
 
 void Application::publish(const baton::v1::Task& task, const std::string& bytes) {

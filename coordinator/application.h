@@ -79,6 +79,9 @@ class Application {
   // Publishes a task (`bytes` is `task` serialized); its delivery acks the outbox.
   void publish(const baton::v1::Task& task, const std::string& bytes);
   void publish_all(const Transition& t);
+  // Copies a stored transition's audit entries to baton.<ns>.audit (JSON,
+  // key run id). Best effort: the run's Redis stream is the record.
+  void export_audit(const std::string& run_id, const Transition& t);
   void republish_outbox(const std::vector<std::pair<std::string, std::string>>& outbox);
   // Reloads one run from Redis into its partition cache (and republishes its
   // outbox); erases it when it is gone or finished.
@@ -99,6 +102,7 @@ class Application {
   std::unique_ptr<http::Server> http_;
   std::string events_topic_;
   std::string triggers_topic_;
+  std::string audit_topic_;
 
   std::unordered_map<int32_t, Partition> partitions_;
   // Next offsets to commit per (topic, partition).

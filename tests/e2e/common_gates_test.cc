@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/http/http.h"
+#include "common/kafka/kafka.h"
 #include "common/redis/client.h"
 #include "common/util/keys.h"
 #include "tests/support/fleet.h"
@@ -247,6 +248,32 @@ TEST_F(Gates, PartialFitWaitsForASalesManagerWhoApprovesWithAnotherOwner) {
     logs += read_file(entry.path().string());
   EXPECT_GT(logs.size(), 0u);
   EXPECT_EQ(logs.find(email), std::string::npos);
+
+  // The audit trail is exported to baton.<ns>.audit too (redacted the same way).
+  {
+    kafka::KafkaConfig kc;
+    kc.brokers = fleet.env().value("brokers", "");
+    auto consumer = kafka::make_consumer(kc, "gates-audit-reader");
+    ASSERT_TRUE(consumer.is_ok()) << consumer.status().to_string();
+    ASSERT_TRUE((*consumer)->subscribe({keys::audit_topic("gates1")}).is_ok());
+    bool exported_decision = false;
+    std::string exported;
+    ASSERT_TRUE(wait_until(
+        [&] {
+          std::vector<kafka::Message> batch;
+          (void)(*consumer)->poll_batch(batch, 500, 200);
+          for (const auto& m : batch) {
+            exported += m.payload + "\n";
+            json e = json::parse(m.payload, nullptr, false);
+            exported_decision |= e.value("run_id", "") == id && e.value("kind", "") == "gate_decided" &&
+                                 e.value("actor", "") == "maria";
+          }
+          return exported_decision;
+        },
+        seconds(30)));
+    EXPECT_EQ(exported.find(lead(dir, "L-004").value("email", "?")), std::string::npos);
+    (*consumer)->close();
+  }
 
   // KPIs: the gate's decision counts against the agent at that step.
   Answer kpis = call("GET", api + "/v1/stats?workflow=lead-to-meeting", "viewer-token");
