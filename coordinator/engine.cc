@@ -1163,7 +1163,7 @@ Transition Engine::on_result(const workflow::Workflow& wf, RunState& st, const b
         fail_attempt(c, *step, instance, "collision",
                      "record " + st.record_key + " changed (read v" + std::to_string(r.record_version_read()) +
                          ", now v" + std::to_string(write.version) + ")",
-                     true);
+                     !step->collision_is_exception);
         break;
       }
       if (write.kind == RecordWriteOutcome::Kind::kForbidden) {
@@ -1502,7 +1502,7 @@ Transition Engine::on_decision(const workflow::Workflow& wf, RunState& st, const
         fail_attempt(c, *step, instance, "collision",
                      "record " + st.record_key + " changed while the result waited for approval (read v" +
                          std::to_string(g.version_read) + ", now v" + std::to_string(write.version) + ")",
-                     true);
+                     !step->collision_is_exception);
         progress_fields(st, t);
         return t;
       }

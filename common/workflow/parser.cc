@@ -36,8 +36,8 @@ const std::vector<std::string> kTopPlanned = {"agents"};
 const std::vector<std::string> kStepKeys = {"id",      "role",  "agent",   "writes",   "output", "next",
                                             "timeout", "retry", "route",   "handoff",  "parallel",
                                             "join",    "loop",  "planner", "approval", "approve_when",
-                                            "review_sample", "review"};
-const std::vector<std::string> kStepPlanned = {"lock", "on_collision", "input"};
+                                            "review_sample", "review", "on_collision"};
+const std::vector<std::string> kStepPlanned = {"lock", "input"};
 const std::vector<std::string> kApprovalKeys = {"group", "sla", "on_timeout", "on_reject"};
 const std::vector<std::string> kEscalateKeys = {"escalate", "sla"};
 const std::vector<std::string> kReviewKeys = {"group", "sla"};
@@ -782,6 +782,13 @@ class Parser {
         s.review->sample = v;
       } else if (e.name == "review") {
         if (!parse_review(e, s)) return false;
+      } else if (e.name == "on_collision") {
+        std::string v;
+        if (!get_string(e, "on_collision", v)) return false;
+        if (v != "retry" && v != "exception") {
+          return fail(e.where(), "`on_collision` must be retry or exception, got " + describe(e.value));
+        }
+        s.collision_is_exception = v == "exception";
       } else {
         return unknown_key(e, "in a step", kStepKeys);
       }

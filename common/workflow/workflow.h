@@ -160,6 +160,7 @@ struct Step {
   std::optional<Planner> planner;      // a kTask whose output is a plan
   std::optional<Approval> approval;    // kApproval, or a gate on a task's result
   std::optional<Review> review;        // sampled human review of a task's results
+  bool collision_is_exception = false; // on_collision: exception (default retry)
   int64_t timeout_ms = 30000;          // per attempt, measured from dispatch
   RetryPolicy retry;
   Mark mark;

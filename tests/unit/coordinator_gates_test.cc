@@ -562,6 +562,38 @@ TEST(RecordSchema, RunTimeTypesAndRedaction) {
   EXPECT_EQ(view.dump().find("a@b.example"), std::string::npos);
 }
 
+TEST(Collisions, OnCollisionExceptionDoesNotRetry) {
+  for (const char* policy : {"retry", "exception"}) {
+    auto wf = workflow::parse_workflow(std::string("name: c\nrecord: \"r:1\"\nsteps:\n  - id: a\n    role: x\n"
+                                                   "    writes: [n]\n    on_collision: ") + policy + "\n",
+                                       "wf.yaml");
+    ASSERT_TRUE(static_cast<bool>(wf)) << wf.status().message();
+    Engine engine{EngineOptions{"t"}};
+    RunState st;
+    baton::v1::RunStarted s;
+    s.set_input_json("{}");
+    engine.start(wf->get(), "r", 0, s, 0, st);
+    StepResult r;
+    r.set_step_id("a");
+    r.set_attempt(1);
+    r.set_status(StepResult::OK);
+    r.set_output_json("{}");
+    r.set_writes_json(R"({"n": 1})");
+    RecordWriteOutcome collision;
+    collision.kind = RecordWriteOutcome::Kind::kCollision;
+    collision.version = 4;
+    Transition t = engine.on_result(**wf, st, r, collision, 10);
+    if (std::string(policy) == "retry") {
+      EXPECT_EQ(st.steps["a"].status, StepStatus::kRetryWait);
+    } else {
+      EXPECT_EQ(t.ending, "exception");
+      EXPECT_EQ(st.reason, "collision");
+    }
+  }
+  EXPECT_NE(parse_error("name: c\nsteps:\n  - id: a\n    role: x\n    on_collision: ignore\n").find("retry or exception"),
+            std::string::npos);
+}
+
 // ---- budgets -------------------------------------------------------------------
 
 std::string budget_yaml(const std::string& budget) {
