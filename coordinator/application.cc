@@ -158,6 +158,7 @@ Status Application::run() {
     }
     if (now >= next_schedule_scan_ms_) {
       scan_schedules();
+      expire_locks();
       next_schedule_scan_ms_ = now + 1000;
     }
     maybe_commit(false);
@@ -208,17 +209,64 @@ Status Application::take_partition(int32_t p) {
   part.epoch = *epoch;
   part.applied = *applied;
   std::size_t republished = 0;
+  std::vector<LockOp> reask;
   for (auto& lr : *loaded) {
     if (ended(lr.state.status)) continue;
     republished += lr.outbox.size();
     republish_outbox(lr.outbox);
+    // A lock request the previous owner stored but may not have sent: ask
+    // again (idempotent: the same holder is granted again or stays queued).
+    for (const auto& [inst, ss] : lr.state.steps) {
+      if (ss.status != StepStatus::kWaitingLock) continue;
+      auto wf = registry_.find(lr.state.workflow, lr.state.version);
+      const workflow::Step* step = wf ? wf->find_step(step_of(inst)) : nullptr;
+      if (step) reask.push_back({"acquire", lr.state.record_key, Engine::lock_holder(lr.state.run_id, inst),
+                                 Engine::lock_lease_ms(*step)});
+    }
     std::string id = lr.state.run_id;
     part.runs.emplace(std::move(id), std::move(lr.state));
   }
   spdlog::info("owning events partition {} (epoch {}, applied offset {}, {} runs in flight, {} tasks republished)", p,
                part.epoch, part.applied, part.runs.size(), republished);
   partitions_[p] = std::move(part);
+  run_locks(reask);
   return Status::ok();
+}
+
+void Application::run_locks(const std::vector<LockOp>& ops) {
+  if (ops.empty()) return;
+  auto grants = store_->run_locks(ops, now_unix_ms());
+  if (!grants) {
+    // A lost acquire is asked again on the next takeover; a lost release ends
+    // with the lease (expire_locks).
+    spdlog::warn("record locks: {}", grants.status().to_string());
+    return;
+  }
+  send_grants(*grants);
+}
+
+void Application::send_grants(const std::vector<RunStore::LockGrant>& grants) {
+  for (const auto& g : grants) {
+    auto bar = g.holder.find('|');
+    if (g.holder.empty() || bar == std::string::npos) continue;
+    baton::v1::RunEvent ev;
+    ev.set_run_id(g.holder.substr(0, bar));
+    ev.set_event_id(random_id());
+    ev.set_produced_unix_ms(now_unix_ms());
+    ev.mutable_lock_granted()->set_step(g.holder.substr(bar + 1));
+    ev.mutable_lock_granted()->set_token(g.token);
+    Status s = producer_->produce(events_topic_, ev.run_id(), ev.SerializeAsString());
+    if (!s) spdlog::warn("lock grant for {}: {} (the lease expires and passes it on)", g.holder, s.to_string());
+  }
+}
+
+void Application::expire_locks() {
+  auto grants = store_->expire_locks(now_unix_ms(), 256);
+  if (!grants) {
+    spdlog::warn("expiring record locks: {}", grants.status().to_string());
+    return;
+  }
+  send_grants(*grants);
 }
 
 void Application::process_batch(std::vector<kafka::Message>& msgs) {
@@ -432,6 +480,8 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
     if (!names.empty() && !load_daily_spend(names)) return false;
   }
   std::unordered_map<std::string, uint64_t> spent;
+  std::vector<std::string> orphan_grants;  // "<run>|<instance>" granted a lock after its run ended
+  std::vector<LockOp> lock_ops;
 
   // Phase 2: transitions, one baton_apply each, pipelined.
   std::vector<Item*> queued;
@@ -452,6 +502,7 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
       if (auto d = daily_spend_.find(s.workflow()); d != daily_spend_.end()) st.daily_spent_micros = d->second;
       it.t = engine_.start(wf.get(), run_id, it.p, s, now, st);
     } else if (!it.st) {
+      if (it.ev.has_lock_granted()) orphan_grants.push_back(it.ev.run_id() + "|" + it.ev.lock_granted().step());
       continue;  // unknown or finished run
     } else if (it.ev.has_step_result()) {
       auto wf = registry_.find(it.st->workflow, it.st->version);
@@ -475,6 +526,10 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
       RecordWriteOutcome none;
       const RecordWriteOutcome& w = it.write_index >= 0 ? outcomes[it.write_index] : none;
       it.t = engine_.on_operator(*wf, *it.st, it.ev.operator_(), now, w);
+    } else if (it.ev.has_lock_granted()) {
+      auto wf = registry_.find(it.st->workflow, it.st->version);
+      if (!wf) continue;
+      it.t = engine_.on_lock_granted(*wf, *it.st, it.ev.lock_granted(), now);
     } else if (it.ev.has_decision()) {
       auto wf = registry_.find(it.st->workflow, it.st->version);
       if (!wf) continue;
@@ -510,6 +565,7 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
       case ApplyReply::kOk:
         publish_all(it.t);
         export_audit(run_id, it.t);
+        lock_ops.insert(lock_ops.end(), it.t.locks.begin(), it.t.locks.end());
         if (ended(it.st->status)) pit->second.runs.erase(run_id);
         break;
       case ApplyReply::kFenced:
@@ -526,6 +582,17 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
     }
   }
   if (!spent.empty()) add_daily_spend(spent);
+  if (!orphan_grants.empty()) {
+    // The record key of an ended run's grant: from its run hash.
+    for (const auto& h : orphan_grants) store_->client().append({"HGET", keys::run(opts_.ns, h.substr(0, h.find('|'))), "record"});
+    auto recs = store_->client().exec();
+    if (recs) {
+      for (std::size_t i = 0; i < orphan_grants.size() && i < recs->size(); ++i)
+        if (!(*recs)[i].is_nil() && !(*recs)[i].str.empty())
+          lock_ops.push_back({"release", (*recs)[i].str, orphan_grants[i], 0});
+    }
+  }
+  run_locks(lock_ops);
   for (const auto& [p, off] : last_offset) {
     auto pit = partitions_.find(p);
     if (pit == partitions_.end()) continue;
@@ -701,6 +768,7 @@ void Application::scan_timers() {
       case ApplyReply::kOk:
         publish_all(fired[i].t);
         export_audit(fired[i].run_id, fired[i].t);
+        run_locks(fired[i].t.locks);
         if (!fired[i].t.ending.empty()) pit->second.runs.erase(fired[i].run_id);
         break;
       case ApplyReply::kFenced:

@@ -73,6 +73,12 @@ class Application {
   // second). Every replica may do it: a fire time maps to one run id.
   void scan_schedules();
   void scan_timers();
+  // `lock: record`: runs lock operations of stored transitions and sends a
+  // LockGranted event to each run the lock went to.
+  void run_locks(const std::vector<LockOp>& ops);
+  void send_grants(const std::vector<RunStore::LockGrant>& grants);
+  // Expired record leases pass on to the next waiting run (once a second).
+  void expire_locks();
   void drain_acks();
   void maybe_commit(bool force);
 

@@ -63,6 +63,7 @@ const char* to_string(StepStatus s) {
     case StepStatus::kFailed: return "failed";
     case StepStatus::kCancelled: return "cancelled";
     case StepStatus::kAwaitingApproval: return "awaiting_approval";
+    case StepStatus::kWaitingLock: return "waiting_lock";
   }
   return "unknown";
 }
@@ -109,6 +110,10 @@ json StepState::to_json() const {
   if (seq) j["q"] = seq;
   if (!input.is_null()) j["in"] = input;
   if (gate) j["g"] = gate->to_json();
+  if (lock) {
+    j["lk"] = lock;
+    j["fe"] = fence;
+  }
   return j;
 }
 
@@ -117,7 +122,7 @@ StepState StepState::from_json(const json& j) {
   if (!j.is_object()) return s;
   std::string st = j.value("s", "pending");
   for (auto c : {StepStatus::kPending, StepStatus::kRunning, StepStatus::kRetryWait, StepStatus::kSucceeded,
-                 StepStatus::kFailed, StepStatus::kCancelled, StepStatus::kAwaitingApproval}) {
+                 StepStatus::kFailed, StepStatus::kCancelled, StepStatus::kAwaitingApproval, StepStatus::kWaitingLock}) {
     if (st == to_string(c)) s.status = c;
   }
   s.attempt = j.value("a", 0u);
@@ -134,12 +139,27 @@ StepState StepState::from_json(const json& j) {
   s.seq = j.value("q", 0u);
   if (auto it = j.find("in"); it != j.end()) s.input = *it;
   if (auto it = j.find("g"); it != j.end()) s.gate = GateState::from_json(*it);
+  s.lock = static_cast<uint8_t>(j.value("lk", 0u));
+  s.fence = j.value("fe", int64_t{0});
   return s;
 }
 
 // The header fields a transition after the start can change (the others are
 // fixed at the start): fewer arguments and writes on the hot path.
-static void progress_fields(const RunState& st, Transition& t) {
+static void progress_fields(RunState& st, Transition& t) {
+  // Locks of lock-step instances that finished (or of all, the run ended) are
+  // handed back, and waiting ones leave the queue.
+  const bool run_ended = st.status != RunStatus::kRunning && st.status != RunStatus::kWaiting;
+  for (auto& [id, s] : st.steps) {
+    if (s.lock == 0) continue;
+    if (!run_ended && s.status != StepStatus::kSucceeded && s.status != StepStatus::kFailed &&
+        s.status != StepStatus::kCancelled)
+      continue;
+    t.locks.push_back({"release", st.record_key, Engine::lock_holder(st.run_id, id), 0});
+    if (s.lock == 2) t.audit.push_back({"lock_released", "coordinator", st.updated_ms, {{"step", id}, {"token", s.fence}}});
+    s.lock = 0;
+    t.run_fields.emplace_back(RunState::step_field(id), s.to_json().dump());
+  }
   t.run_fields.emplace_back("status", to_string(st.status));
   t.run_fields.emplace_back("updated", std::to_string(st.updated_ms));
   t.run_fields.emplace_back("executed", std::to_string(st.steps_executed));
@@ -476,6 +496,10 @@ void Engine::end_run(RunState& st, RunStatus status, const std::string& reason, 
   if (st.status != RunStatus::kRunning && st.status != RunStatus::kWaiting) return;  // already ended
   // Gates still open elsewhere in the run (a branch, a held result) close with it.
   for (auto& [id, s] : st.steps) {
+    if (s.status == StepStatus::kWaitingLock) {
+      s.status = StepStatus::kCancelled;
+      touch_step(st, id, t);
+    }
     if (s.status != StepStatus::kAwaitingApproval) continue;
     close_gate(st, id, t);
     s.status = StepStatus::kCancelled;
@@ -505,6 +529,21 @@ void Engine::dispatch(Ctx& c, const workflow::Step& step, const std::string& ins
     return;
   }
   if (!within_budget(c, instance)) return;
+  if (step.lock_record && !st.record_key.empty()) {
+    StepState& ls = st.steps[instance];
+    if (ls.lock != 2) {
+      // First the record's lease lock: the grant comes back as a LockGranted event.
+      ls.status = StepStatus::kWaitingLock;
+      ls.lock = 1;
+      ls.attempt = attempt - 1;
+      touch_step(st, instance, c.t);
+      c.t.locks.push_back({"acquire", st.record_key, lock_holder(st.run_id, instance), lock_lease_ms(step)});
+      c.t.audit.push_back({"lock_requested", kCoordinator, c.now, {{"step", instance}, {"record", st.record_key}}});
+      return;
+    }
+    if (attempt > 1)
+      c.t.locks.push_back({"renew", st.record_key, lock_holder(st.run_id, instance), lock_lease_ms(step)});
+  }
   ++st.steps_executed;
   StepState& ss = st.steps[instance];
   ss.status = StepStatus::kRunning;
@@ -532,6 +571,7 @@ void Engine::dispatch(Ctx& c, const workflow::Step& step, const std::string& ins
   task.set_idempotency_key(st.run_id + ":" + instance + ":" + std::to_string(attempt));
   task.set_dispatched_unix_ms(c.now);
   task.set_partition(static_cast<uint32_t>(st.partition));
+  if (ss.lock == 2) task.set_fence(ss.fence);
   if (st.fallback && c.wf.budget)
     for (const auto& m : c.wf.budget->fallback_models) task.add_models(m);
   t.dispatch_bytes.push_back(task.SerializeAsString());
@@ -539,6 +579,32 @@ void Engine::dispatch(Ctx& c, const workflow::Step& step, const std::string& ins
   t.timers_add.emplace_back(timer_member(st.run_id, TimerKind::kTimeout, instance, attempt), c.now + step.timeout_ms);
   t.audit.push_back(
       {"task_dispatched", kCoordinator, c.now, {{"step", instance}, {"role", step.role}, {"attempt", attempt}}});
+}
+
+Transition Engine::on_lock_granted(const workflow::Workflow& wf, RunState& st, const baton::v1::LockGranted& g,
+                                   int64_t now) const {
+  Transition t;
+  t.changed = true;
+  auto it = st.steps.find(g.step());
+  const workflow::Step* step = wf.find_step(step_of(g.step()));
+  if (it != st.steps.end() && it->second.lock == 2 && it->second.fence == g.token()) return t;  // a duplicate
+  if (st.status != RunStatus::kRunning || it == st.steps.end() || !step ||
+      it->second.status != StepStatus::kWaitingLock) {
+    // Nobody waits for it (the run ended, the branch was cancelled): hand it on.
+    t.locks.push_back({"release", st.record_key, lock_holder(st.run_id, g.step()), 0});
+    t.audit.push_back({"lock_returned", kCoordinator, now, {{"step", g.step()}, {"token", g.token()}}});
+    return t;
+  }
+  Ctx c{wf, st, t, now, nullptr, json(), false, g.step()};
+  st.updated_ms = now;
+  StepState& ss = it->second;
+  ss.lock = 2;
+  ss.fence = g.token();
+  t.audit.push_back({"lock_acquired", kCoordinator, now,
+                     {{"step", g.step()}, {"record", st.record_key}, {"token", g.token()}}});
+  dispatch(c, *step, g.step(), ss.attempt + 1);
+  progress_fields(st, t);
+  return t;
 }
 
 bool Engine::within_budget(Ctx& c, const std::string& instance) const {
@@ -745,7 +811,7 @@ void Engine::cancel(Ctx& c, const std::string& instance) const {
     c.t.timers_del.push_back(timer_member(c.st.run_id, TimerKind::kRetry, instance, ss.attempt));
   } else if (ss.status == StepStatus::kAwaitingApproval) {
     close_gate(c.st, instance, c.t);
-  } else {
+  } else if (ss.status != StepStatus::kWaitingLock) {
     return;
   }
   ss.status = StepStatus::kCancelled;
@@ -1076,6 +1142,7 @@ std::optional<RecordWriteRequest> Engine::record_write_for(const workflow::Workf
   req.writer = st.run_id + ":" + r.step_id();
   req.version_read = r.record_version_read();
   req.allowed = step->writes;
+  if (it->second.lock == 2) req.fence = it->second.fence;
   for (auto& [k, v] : writes->items()) req.fields.emplace_back(k, v.dump());
   return req;
 }
@@ -1169,6 +1236,16 @@ Transition Engine::on_result(const workflow::Workflow& wf, RunState& st, const b
       if (write.kind == RecordWriteOutcome::Kind::kForbidden) {
         fail_attempt(c, *step, instance, "forbidden_write", "field '" + write.field + "' is not in the step's writes",
                      false);
+        break;
+      }
+      if (write.kind == RecordWriteOutcome::Kind::kFenced) {
+        // The lease expired and another run holds the lock now: nothing was
+        // written; ask for the lock again and run the step once more.
+        t.audit.push_back({"write_fenced", kCoordinator, now,
+                           {{"step", instance}, {"record", st.record_key}, {"token", ss.fence}, {"holder_token", write.version}}});
+        ss.lock = 0;
+        ss.fence = 0;
+        dispatch(c, *step, instance, ss.attempt + 1);
         break;
       }
       if (write.kind == RecordWriteOutcome::Kind::kApplied)
@@ -1440,6 +1517,7 @@ std::optional<RecordWriteRequest> Engine::record_write_for_decision(const workfl
   req.version_read = g.version_read;
   req.allowed = step->writes;
   req.fields = std::move(fields);
+  if (it->second.lock == 2) req.fence = it->second.fence;
   return req;
 }
 

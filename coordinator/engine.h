@@ -29,7 +29,8 @@ inline bool ended(RunStatus s) {
 // kCancelled: a parallel branch the join no longer needs (`any`, `quorum`).
 // kAwaitingApproval: a gate is open on it (an approval step, or a task's
 // result held for an approval or a sampled review).
-enum class StepStatus { kPending, kRunning, kRetryWait, kSucceeded, kFailed, kCancelled, kAwaitingApproval };
+// kWaitingLock: a `lock: record` step waiting for the record's lease lock.
+enum class StepStatus { kPending, kRunning, kRetryWait, kSucceeded, kFailed, kCancelled, kAwaitingApproval, kWaitingLock };
 
 const char* to_string(RunStatus s);
 const char* to_string(StepStatus s);
@@ -77,6 +78,9 @@ struct StepState {
   uint32_t seq = 0;      // tasks: order of first dispatch in the run (1-based); the run's path
   nlohmann::json input;  // planned tasks: their own input (null: the run's input)
   std::optional<GateState> gate;  // while kAwaitingApproval, and kept after the decision
+  // `lock: record`: 0 none, 1 asked for (queued), 2 held with `fence` as token.
+  uint8_t lock = 0;
+  int64_t fence = 0;
 
   nlohmann::json to_json() const;
   static StepState from_json(const nlohmann::json& j);
@@ -150,7 +154,8 @@ struct AuditRecord {
 
 // The outcome of applying a result's record writes (baton_record_write).
 struct RecordWriteOutcome {
-  enum class Kind { kNone, kApplied, kCollision, kForbidden } kind = Kind::kNone;
+  // kFenced: the step's lease lock expired and passed on; the write was refused.
+  enum class Kind { kNone, kApplied, kCollision, kForbidden, kFenced } kind = Kind::kNone;
   int64_t version = 0;      // new version (applied) or current version (collision)
   std::string field;        // forbidden field
   // field -> {old JSON text, new JSON text}
@@ -165,6 +170,16 @@ struct RecordWriteRequest {
   int64_t version_read = 0;
   std::vector<std::string> allowed;
   std::vector<std::pair<std::string, std::string>> fields;  // field -> JSON text
+  int64_t fence = 0;  // `lock: record`: the lease token the write must still hold (0: none)
+};
+
+// An operation on a record's lease lock (`lock: record`), run by the caller
+// after the transition is stored (RunStore::lock): acquire, release, renew.
+struct LockOp {
+  std::string op;
+  std::string record_key;
+  std::string holder;  // "<run>|<instance>"
+  int64_t lease_ms = 0;
 };
 
 // Everything a transition changes. Empty `run_fields` and no other effect
@@ -185,6 +200,7 @@ struct Transition {
   std::vector<std::string> gates_del;
   // Notifications for the notifier (baton:<ns>:notify), JSON objects; see docs/notifications.md.
   std::vector<std::string> notify;
+  std::vector<LockOp> locks;  // record lease lock operations, run after the transition is stored
   uint64_t spent_micros = 0;     // cost this transition added (the workflow's daily spend)
   std::string ending;            // "" (running), "completed", "exception"
   std::string exception_reason;  // set when ending == "exception"
@@ -263,6 +279,17 @@ class Engine {
   static std::string gate_member(std::string_view run_id, std::string_view instance) {
     return std::string(run_id) + "|" + std::string(instance);
   }
+
+  // The record's lease lock granted to a waiting step instance: dispatches
+  // it with the fencing token. A grant nobody waits for is handed back.
+  Transition on_lock_granted(const workflow::Workflow& wf, RunState& state, const baton::v1::LockGranted& g,
+                             int64_t now_ms) const;
+  // The lock holder string of an instance.
+  static std::string lock_holder(std::string_view run_id, std::string_view instance) {
+    return std::string(run_id) + "|" + std::string(instance);
+  }
+  // The lease of a `lock: record` step: its timeout plus a margin.
+  static int64_t lock_lease_ms(const workflow::Step& step) { return step.timeout_ms + 30000; }
 
   // A due timer of this run.
   Transition on_timer(const workflow::Workflow& wf, RunState& state, const Timer& t, int64_t now_ms) const;

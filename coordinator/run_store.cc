@@ -1,6 +1,7 @@
 #include "coordinator/run_store.h"
 
 #include <charconv>
+#include <chrono>
 #include <string_view>
 
 #include "common/util/keys.h"
@@ -101,9 +102,10 @@ void RunStore::append_record_write(const RecordWriteRequest& req) {
   args_.clear();
   args_.push_back("FCALL");
   args_.push_back("baton_record_write");
-  args_.push_back("2");
+  args_.push_back("3");
   args_.push_back(keys::record(ns_, req.record_key));
   args_.push_back(keys::record_write_memo(ns_, req.record_key, req.idempotency_key));
+  args_.push_back(keys::record_lock(ns_, req.record_key));
   args_.push_back(req.idempotency_key);
   args_.push_back(std::to_string(req.version_read));
   args_.push_back(req.writer);
@@ -115,8 +117,73 @@ void RunStore::append_record_write(const RecordWriteRequest& req) {
     args_.push_back(f);
     args_.push_back(v);
   }
+  if (req.fence > 0) {
+    args_.push_back(std::to_string(req.fence));
+    args_.push_back(std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count()));
+  }
   std::vector<std::string_view> argv(args_.begin(), args_.end());
   client_->append(argv);
+}
+
+namespace {
+void append_lock(redis::Client& c, const std::string& ns, const std::string& op, const std::string& record,
+                 const std::string& holder, int64_t now, int64_t lease) {
+  c.append({"FCALL", "baton_lock", "4", keys::record_lock(ns, record), keys::record_lock_queue(ns, record),
+            keys::record_fence(ns, record), keys::locks(ns), op, holder, std::to_string(now), std::to_string(lease),
+            record});
+}
+
+Result<std::vector<RunStore::LockGrant>> lock_replies(const std::vector<redis::Reply>& replies,
+                                                      const std::vector<std::string>& holders) {
+  std::vector<RunStore::LockGrant> out;
+  for (std::size_t i = 0; i < replies.size(); ++i) {
+    const auto& r = replies[i];
+    if (r.is_error()) return internal("baton_lock: " + r.str);
+    RunStore::LockGrant g;
+    if (r.is_array() && !r.elements.empty()) {
+      const std::string& kind = r.elements[0].str;
+      if (kind == "GRANTED" && r.elements.size() >= 2) {
+        g.holder = holders[i];
+        g.token = reply_int(r.elements[1], 0);
+      } else if (kind == "NEXT" && r.elements.size() >= 3) {
+        g.holder = r.elements[1].str;
+        g.token = reply_int(r.elements[2], 0);
+      }
+    }
+    out.push_back(std::move(g));
+  }
+  return out;
+}
+}  // namespace
+
+Result<std::vector<RunStore::LockGrant>> RunStore::run_locks(const std::vector<LockOp>& ops, int64_t now_ms) {
+  std::vector<std::string> holders;
+  for (const auto& op : ops) {
+    append_lock(*client_, ns_, op.op, op.record_key, op.holder, now_ms, op.lease_ms);
+    holders.push_back(op.holder);
+  }
+  if (ops.empty()) return std::vector<LockGrant>();
+  auto replies = client_->exec();
+  if (!replies) return replies.status();
+  return lock_replies(*replies, holders);
+}
+
+Result<std::vector<RunStore::LockGrant>> RunStore::expire_locks(int64_t now_ms, int limit) {
+  auto due = client_->command({"ZRANGEBYSCORE", keys::locks(ns_), "-inf", std::to_string(now_ms), "LIMIT", "0",
+                               std::to_string(limit)});
+  if (!due) return due.status();
+  if (due->is_error()) return internal("ZRANGEBYSCORE locks: " + due->str);
+  std::vector<std::string> holders;
+  for (const auto& e : due->elements) {
+    append_lock(*client_, ns_, "expire", e.str, "-", now_ms, 0);
+    holders.push_back("");
+  }
+  if (holders.empty()) return std::vector<LockGrant>();
+  auto replies = client_->exec();
+  if (!replies) return replies.status();
+  return lock_replies(*replies, holders);
 }
 
 Result<std::vector<RecordWriteOutcome>> RunStore::exec_record_writes(const std::vector<RecordWriteRequest>& reqs) {
@@ -143,6 +210,9 @@ Result<std::vector<RecordWriteOutcome>> RunStore::exec_record_writes(const std::
     } else if (kind == "FORBIDDEN") {
       o.kind = RecordWriteOutcome::Kind::kForbidden;
       o.field = r.elements[1].str;
+    } else if (kind == "FENCED") {
+      o.kind = RecordWriteOutcome::Kind::kFenced;
+      o.version = reply_int(r.elements[1], 0);  // the lock's current token
     } else {
       return internal("baton_record_write: unexpected reply " + kind);
     }

@@ -47,6 +47,17 @@ class RunStore {
   void append_record_write(const RecordWriteRequest& req);
   Result<std::vector<RecordWriteOutcome>> exec_record_writes(const std::vector<RecordWriteRequest>& reqs);
 
+  // Runs lock operations (baton_lock), pipelined. Each reply: the holder the
+  // lock was granted to now ("" when none) and its token.
+  struct LockGrant {
+    std::string holder;  // "<run>|<instance>"
+    int64_t token = 0;
+  };
+  Result<std::vector<LockGrant>> run_locks(const std::vector<LockOp>& ops, int64_t now_ms);
+  // Expires the held record locks whose lease passed (at most `limit`);
+  // returns the grants to waiting runs that follow.
+  Result<std::vector<LockGrant>> expire_locks(int64_t now_ms, int limit);
+
   // Queues one baton_apply for `t` on run `state` (its partition).
   void append_apply(const RunState& state, const Transition& t, int64_t epoch, int64_t offset, int64_t now_ms);
   Result<std::vector<ApplyReply>> exec_applies();

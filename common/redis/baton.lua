@@ -6,7 +6,7 @@
 -- functions make each transition atomic, fenced by the partition epoch and
 -- idempotent by the events offset.
 
-local LIBRARY_VERSION = 3
+local LIBRARY_VERSION = 4
 
 local function baton_version(keys, args)
   return LIBRARY_VERSION
@@ -208,6 +208,18 @@ local function baton_record_write(keys, args)
   if n == nil then return redis.error_reply('ERR baton_record_write: bad field count') end
   i = i + 1
 
+  -- Optional fencing (`lock: record` steps): token and now after the fields;
+  -- the write is refused unless the record's lease lock (KEYS[3]) is held
+  -- with that token and not expired. Not memoised: a later holder may write.
+  local token = tonumber(args[i + 2 * n])
+  if token ~= nil and token > 0 then
+    local now = tonumber(args[i + 2 * n + 1])
+    if keys[3] == nil or now == nil then return redis.error_reply('ERR baton_record_write: fencing needs the lock key and now') end
+    local lock = redis.call('HMGET', keys[3], 'token', 'expires')
+    if tonumber(lock[1] or '0') ~= token or tonumber(lock[2] or '0') < now then
+      return {'FENCED', tonumber(lock[1] or '0')}
+    end
+  end
   local reply
   for k = 0, n - 1 do
     local f = args[i + 2 * k]
@@ -243,7 +255,72 @@ local function baton_record_write(keys, args)
   return reply
 end
 
+-- baton_lock: the lease lock of one shared record, for `lock: record` steps.
+-- KEYS: 1 lock hash {holder, token, expires}, 2 waiting list (holders in
+--       arrival order), 3 fence counter, 4 locks zset (record key -> expiry,
+--       for the expiry sweep; another slot: fine on one Redis)
+-- ARGV: 1 op, 2 holder "<run>|<instance>", 3 now ms, 4 lease ms, 5 record key
+-- op acquire: free or expired -> {"GRANTED", token} (a new token from the
+--             fence counter); already this holder's -> {"GRANTED", token};
+--             else the holder joins the waiting list once -> {"QUEUED"}.
+-- op release: this holder's -> the lock passes to the first waiter
+--             {"NEXT", holder, token} or is freed {"FREE"}; not this holder's
+--             -> it leaves the waiting list {"NOT_HOLDER"}.
+-- op renew:   this holder's -> expires = now + lease {"RENEWED"}, else {"NOT_HOLDER"}.
+-- op expire:  expired -> as a release by the current holder; else {"HELD"}.
+local function baton_lock(keys, args)
+  local op, holder, now, lease, rkey = args[1], args[2], tonumber(args[3]), tonumber(args[4]), args[5]
+  if now == nil or lease == nil or holder == nil or rkey == nil then
+    return redis.error_reply('ERR baton_lock: bad arguments')
+  end
+  local cur = redis.call('HMGET', keys[1], 'holder', 'token', 'expires')
+  local function grant(h)
+    local token = redis.call('INCR', keys[3])
+    redis.call('HSET', keys[1], 'holder', h, 'token', token, 'expires', now + lease)
+    redis.call('ZADD', keys[4], now + lease, rkey)
+    return token
+  end
+  local function pass_on()
+    redis.call('DEL', keys[1])
+    local nxt = redis.call('LPOP', keys[2])
+    if nxt then
+      return {'NEXT', nxt, grant(nxt)}
+    end
+    redis.call('ZREM', keys[4], rkey)
+    return {'FREE'}
+  end
+  if op == 'acquire' then
+    if cur[1] == holder then return {'GRANTED', tonumber(cur[2])} end
+    if cur[1] == false or tonumber(cur[3] or '0') < now then
+      redis.call('LREM', keys[2], 0, holder)
+      return {'GRANTED', grant(holder)}
+    end
+    if redis.call('LPOS', keys[2], holder) == false then redis.call('RPUSH', keys[2], holder) end
+    return {'QUEUED'}
+  elseif op == 'release' then
+    if cur[1] ~= holder then
+      redis.call('LREM', keys[2], 0, holder)
+      return {'NOT_HOLDER'}
+    end
+    return pass_on()
+  elseif op == 'renew' then
+    if cur[1] ~= holder then return {'NOT_HOLDER'} end
+    redis.call('HSET', keys[1], 'expires', now + lease)
+    redis.call('ZADD', keys[4], now + lease, rkey)
+    return {'RENEWED'}
+  elseif op == 'expire' then
+    if cur[1] == false then
+      redis.call('ZREM', keys[4], rkey)
+      return {'FREE'}
+    end
+    if tonumber(cur[3] or '0') >= now then return {'HELD'} end
+    return pass_on()
+  end
+  return redis.error_reply('ERR baton_lock: unknown op')
+end
+
 redis.register_function{function_name = 'baton_version', callback = baton_version,
                         flags = {'no-writes'}}
 redis.register_function('baton_apply', baton_apply)
 redis.register_function('baton_record_write', baton_record_write)
+redis.register_function('baton_lock', baton_lock)

@@ -77,7 +77,7 @@ class Client {
 
 // The `baton` Redis Functions library (common/redis/baton.lua), loaded by the
 // coordinator at start with FUNCTION LOAD REPLACE when the loaded version differs.
-inline constexpr int kLibraryVersion = 3;
+inline constexpr int kLibraryVersion = 4;
 std::string_view library_source();
 // Loads (or upgrades) the library; ok when it is already at kLibraryVersion.
 // A loaded library of any other version (older or newer) is replaced.

@@ -39,6 +39,11 @@ inline std::string record_write_memo(std::string_view ns, std::string_view key, 
   return record(ns, key) + ":w:" + std::string(idempotency_key);
 }
 inline std::string record_lock(std::string_view ns, std::string_view key) { return record(ns, key) + ":lock"; }
+// `lock: record`: runs waiting for the record's lock (a list), and its fencing token counter.
+inline std::string record_lock_queue(std::string_view ns, std::string_view key) { return record(ns, key) + ":lockq"; }
+inline std::string record_fence(std::string_view ns, std::string_view key) { return record(ns, key) + ":fence"; }
+// Held record locks by expiry (zset member: record key), for the expiry sweep.
+inline std::string locks(std::string_view ns) { return "baton:" + std::string(ns) + ":locks"; }
 inline std::string epoch(std::string_view ns, int32_t partition) {
   return "baton:" + std::string(ns) + ":epoch:" + std::to_string(partition);
 }

@@ -36,8 +36,8 @@ const std::vector<std::string> kTopPlanned = {"agents"};
 const std::vector<std::string> kStepKeys = {"id",      "role",  "agent",   "writes",   "output", "next",
                                             "timeout", "retry", "route",   "handoff",  "parallel",
                                             "join",    "loop",  "planner", "approval", "approve_when",
-                                            "review_sample", "review", "on_collision"};
-const std::vector<std::string> kStepPlanned = {"lock", "input"};
+                                            "review_sample", "review", "on_collision", "lock"};
+const std::vector<std::string> kStepPlanned = {"input"};
 const std::vector<std::string> kApprovalKeys = {"group", "sla", "on_timeout", "on_reject"};
 const std::vector<std::string> kEscalateKeys = {"escalate", "sla"};
 const std::vector<std::string> kReviewKeys = {"group", "sla"};
@@ -197,6 +197,7 @@ struct StepMarks {
   YAML::Mark loop;
   YAML::Mark planner;
   YAML::Mark approval;
+  YAML::Mark lock;
   std::vector<std::string> keys;     // keys present, for the control-step check
 };
 
@@ -782,6 +783,12 @@ class Parser {
         s.review->sample = v;
       } else if (e.name == "review") {
         if (!parse_review(e, s)) return false;
+      } else if (e.name == "lock") {
+        std::string v;
+        if (!get_string(e, "lock", v)) return false;
+        if (v != "record") return fail(e.where(), "`lock` must be record (the run's shared record), got " + describe(e.value));
+        s.lock_record = true;
+        marks.lock = e.key.Mark();
       } else if (e.name == "on_collision") {
         std::string v;
         if (!get_string(e, "on_collision", v)) return false;
@@ -1457,6 +1464,9 @@ class Parser {
         return fail(marks_[i].writes,
                     "`writes` needs a top-level `record` (the key of the shared record the step "
                     "writes to)");
+      }
+      if (s.lock_record && (wf.record_template.empty() || s.kind != StepKind::kTask)) {
+        return fail(marks_[i].lock, "`lock: record` needs a top-level `record` and a task step (with `role`)");
       }
       if (!wf.record_fields.empty()) {
         for (const auto& w : s.writes) {

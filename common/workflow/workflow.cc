@@ -124,6 +124,7 @@ nlohmann::json Workflow::to_json() const {
       sj["review"] = {{"sample", s.review->sample}, {"group", s.review->group}, {"sla_ms", s.review->sla_ms}};
     }
     if (s.collision_is_exception) sj["on_collision"] = "exception";
+    if (s.lock_record) sj["lock"] = "record";
     sj["timeout_ms"] = s.timeout_ms;
     sj["retry"] = {{"max_attempts", s.retry.max_attempts},
                    {"backoff_ms", s.retry.backoff_ms},

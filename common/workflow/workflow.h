@@ -161,6 +161,7 @@ struct Step {
   std::optional<Approval> approval;    // kApproval, or a gate on a task's result
   std::optional<Review> review;        // sampled human review of a task's results
   bool collision_is_exception = false; // on_collision: exception (default retry)
+  bool lock_record = false;            // lock: record (the record's lease lock before dispatch)
   int64_t timeout_ms = 30000;          // per attempt, measured from dispatch
   RetryPolicy retry;
   Mark mark;

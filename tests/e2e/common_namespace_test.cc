@@ -342,7 +342,9 @@ TEST(Namespaces, TwoFleetsOnOneBrokerAndRedisStayIsolated) {
     ASSERT_EQ(pc, 200);
     EXPECT_EQ(srun.value("dedupe_key", ""), "shared-key");
     EXPECT_EQ(prun.value("dedupe_key", ""), "shared-key");
-    EXPECT_EQ(srun["input"], shared_staging_input);
+    json shown = shared_staging_input;
+    shown["email"] = "[redacted]";  // a sensitive field of the lead record: never in an API answer
+    EXPECT_EQ(srun["input"], shown);
     EXPECT_EQ(prun["input"], shared_prod_input);
     EXPECT_EQ(srun.value("status", ""), "completed") << srun.dump();
     EXPECT_EQ(prun.value("status", ""), "exception") << prun.dump();

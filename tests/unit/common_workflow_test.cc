@@ -379,7 +379,7 @@ steps:
 )"),
             "wf.yaml:5:5: unknown key `max_attempts` in a step (allowed: id, role, agent, writes, "
             "output, next, timeout, retry, route, handoff, parallel, join, loop, planner, approval, approve_when, "
-            "review_sample, review, on_collision); `max_attempts` belongs in `retry`");
+            "review_sample, review, on_collision, lock); `max_attempts` belongs in `retry`");
 }
 
 TEST(WorkflowRefusal, UnknownStepKey) {
@@ -390,7 +390,7 @@ steps:
 )"),
             "wf.yaml:4:5: unknown key `rol` in a step (allowed: id, role, agent, writes, output, "
             "next, timeout, retry, route, handoff, parallel, join, loop, planner, approval, approve_when, "
-            "review_sample, review, on_collision)");
+            "review_sample, review, on_collision, lock)");
 }
 
 TEST(WorkflowRefusal, UnknownTriggerAndRetryKeys) {
@@ -417,7 +417,7 @@ TEST(WorkflowRefusal, PlannedTopLevelKeys) {
 }
 
 TEST(WorkflowRefusal, PlannedStepKeys) {
-  for (const char* key : {"lock", "input"}) {
+  for (const char* key : {"input"}) {
     std::string yaml = std::string("name: x\nsteps:\n  - id: a\n    role: r\n    ") + key + ": x\n";
     EXPECT_EQ(refusal(yaml), std::string("wf.yaml:5:5: `") + key + "` is not supported yet (planned)");
   }

@@ -594,6 +594,102 @@ TEST(Collisions, OnCollisionExceptionDoesNotRetry) {
             std::string::npos);
 }
 
+// ---- lock: record -------------------------------------------------------------
+
+TEST(RecordLock, TheStepWaitsForTheLeaseRunsWithItsTokenAndHandsItBack) {
+  auto wf = workflow::parse_workflow("name: l\nrecord: \"acct:{{input.id}}\"\nsteps:\n  - id: a\n    role: x\n"
+                                     "    lock: record\n    writes: [n]\n    timeout: 10s\n    next: b\n  - id: b\n    role: y\n",
+                                     "wf.yaml");
+  ASSERT_TRUE(static_cast<bool>(wf)) << wf.status().message();
+  Engine engine{EngineOptions{"t"}};
+  RunState st;
+  baton::v1::RunStarted s;
+  s.set_input_json(R"({"id":"7"})");
+  Transition t = engine.start(wf->get(), "r", 0, s, 0, st);
+  EXPECT_TRUE(t.dispatch.empty());
+  EXPECT_EQ(st.steps["a"].status, StepStatus::kWaitingLock);
+  ASSERT_EQ(t.locks.size(), 1u);
+  EXPECT_EQ(t.locks[0].op, "acquire");
+  EXPECT_EQ(t.locks[0].record_key, "acct:7");
+  EXPECT_EQ(t.locks[0].holder, "r|a");
+  EXPECT_EQ(t.locks[0].lease_ms, 40000);
+
+  baton::v1::LockGranted g;
+  g.set_step("a");
+  g.set_token(41);
+  t = engine.on_lock_granted(**wf, st, g, 5);
+  ASSERT_EQ(dispatched(t), std::vector<std::string>{"a"});
+  EXPECT_EQ(t.dispatch[0].fence(), 41);
+  EXPECT_EQ(t.dispatch[0].attempt(), 1u);
+  EXPECT_TRUE(engine.on_lock_granted(**wf, st, g, 6).dispatch.empty());  // a duplicate grant
+
+  // The write carries the token; a fenced write asks for the lock again.
+  StepResult r;
+  r.set_step_id("a");
+  r.set_attempt(1);
+  r.set_status(StepResult::OK);
+  r.set_output_json("{}");
+  r.set_writes_json(R"({"n": 1})");
+  auto req = engine.record_write_for(**wf, st, r);
+  ASSERT_TRUE(req.has_value());
+  EXPECT_EQ(req->fence, 41);
+  RecordWriteOutcome fenced;
+  fenced.kind = RecordWriteOutcome::Kind::kFenced;
+  t = engine.on_result(**wf, st, r, fenced, 10);
+  EXPECT_TRUE(has_audit(t, "write_fenced"));
+  EXPECT_EQ(st.steps["a"].status, StepStatus::kWaitingLock);
+  ASSERT_EQ(t.locks.size(), 1u);
+  EXPECT_EQ(t.locks[0].op, "acquire");
+  g.set_token(43);
+  t = engine.on_lock_granted(**wf, st, g, 20);
+  ASSERT_EQ(dispatched(t), std::vector<std::string>{"a"});
+  EXPECT_EQ(t.dispatch[0].attempt(), 2u);
+
+  // Done: the lease goes back and the run goes on.
+  r.set_attempt(2);
+  RecordWriteOutcome applied;
+  applied.kind = RecordWriteOutcome::Kind::kApplied;
+  applied.version = 1;
+  t = engine.on_result(**wf, st, r, applied, 30);
+  EXPECT_EQ(dispatched(t), std::vector<std::string>{"b"});
+  ASSERT_EQ(t.locks.size(), 1u);
+  EXPECT_EQ(t.locks[0].op, "release");
+  EXPECT_EQ(t.locks[0].holder, "r|a");
+  EXPECT_EQ(st.steps["a"].lock, 0);
+
+  // A grant for a step that no longer waits is handed back.
+  g.set_token(50);
+  t = engine.on_lock_granted(**wf, st, g, 40);
+  ASSERT_EQ(t.locks.size(), 1u);
+  EXPECT_EQ(t.locks[0].op, "release");
+  EXPECT_TRUE(t.dispatch.empty());
+}
+
+TEST(RecordLock, ARunEndingWhileQueuedLeavesTheQueue) {
+  auto wf = workflow::parse_workflow("name: l\nrecord: \"acct:1\"\nmax_steps: 1\nsteps:\n  - id: p\n    parallel: [a, b]\n"
+                                     "  - id: a\n    role: x\n    lock: record\n  - id: b\n    role: y\n",
+                                     "wf.yaml");
+  ASSERT_TRUE(static_cast<bool>(wf)) << wf.status().message();
+  Engine engine{EngineOptions{"t"}};
+  RunState st;
+  baton::v1::RunStarted s;
+  s.set_input_json("{}");
+  engine.start(wf->get(), "r", 0, s, 0, st);
+  ASSERT_EQ(st.steps["a"].status, StepStatus::kWaitingLock);
+  StepResult r;
+  r.set_step_id("b");
+  r.set_attempt(1);
+  r.set_status(StepResult::FAILED);
+  Transition t = engine.on_result(**wf, st, r, {}, 10);
+  EXPECT_EQ(t.ending, "exception");
+  ASSERT_EQ(t.locks.size(), 1u);
+  EXPECT_EQ(t.locks[0].op, "release");  // leaves the waiting list
+  EXPECT_NE(parse_error("name: l\nsteps:\n  - id: a\n    role: x\n    lock: record\n").find("needs a top-level `record`"),
+            std::string::npos);
+  EXPECT_NE(parse_error("name: l\nrecord: r\nsteps:\n  - id: a\n    role: x\n    lock: step\n").find("must be record"),
+            std::string::npos);
+}
+
 // ---- budgets -------------------------------------------------------------------
 
 std::string budget_yaml(const std::string& budget) {
