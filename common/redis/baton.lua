@@ -274,32 +274,41 @@ local function baton_lock(keys, args)
     return redis.error_reply('ERR baton_lock: bad arguments')
   end
   local cur = redis.call('HMGET', keys[1], 'holder', 'token', 'expires')
-  local function grant(h)
+  -- Waiting list entries are "<lease ms> <holder>": a waiter's own lease
+  -- applies when the lock passes to it.
+  local function grant(h, l)
     local token = redis.call('INCR', keys[3])
-    redis.call('HSET', keys[1], 'holder', h, 'token', token, 'expires', now + lease)
-    redis.call('ZADD', keys[4], now + lease, rkey)
+    redis.call('HSET', keys[1], 'holder', h, 'token', token, 'expires', now + l)
+    redis.call('ZADD', keys[4], now + l, rkey)
     return token
   end
   local function pass_on()
     redis.call('DEL', keys[1])
     local nxt = redis.call('LPOP', keys[2])
     if nxt then
-      return {'NEXT', nxt, grant(nxt)}
+      local sp = string.find(nxt, ' ', 1, true)
+      local h, l = string.sub(nxt, sp + 1), tonumber(string.sub(nxt, 1, sp - 1))
+      return {'NEXT', h, grant(h, l)}
     end
     redis.call('ZREM', keys[4], rkey)
     return {'FREE'}
   end
+  local entry = tostring(lease) .. ' ' .. holder
   if op == 'acquire' then
     if cur[1] == holder then return {'GRANTED', tonumber(cur[2])} end
     if cur[1] == false or tonumber(cur[3] or '0') < now then
-      redis.call('LREM', keys[2], 0, holder)
-      return {'GRANTED', grant(holder)}
+      redis.call('LREM', keys[2], 0, entry)
+      return {'GRANTED', grant(holder, lease)}
     end
-    if redis.call('LPOS', keys[2], holder) == false then redis.call('RPUSH', keys[2], holder) end
+    if redis.call('LPOS', keys[2], entry) == false then redis.call('RPUSH', keys[2], entry) end
     return {'QUEUED'}
   elseif op == 'release' then
     if cur[1] ~= holder then
-      redis.call('LREM', keys[2], 0, holder)
+      -- Leaves the waiting list, whatever lease it asked with.
+      local all = redis.call('LRANGE', keys[2], 0, -1)
+      for _, e in ipairs(all) do
+        if string.sub(e, (string.find(e, ' ', 1, true) or 0) + 1) == holder then redis.call('LREM', keys[2], 0, e) end
+      end
       return {'NOT_HOLDER'}
     end
     return pass_on()

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include "common/redis/client.h"
 #include "common/util/keys.h"
 #include "tests/support/servers.h"
@@ -207,6 +209,84 @@ TEST_F(RunStoreTest, WritesOutsideTheStepsFieldsAreForbidden) {
   EXPECT_EQ((*out)[0].field, "meeting_at");
   auto exists = store_->client().command({"EXISTS", keys::record(kNs, "lead:L9")});
   EXPECT_EQ(exists->integer, 0);
+}
+
+// The record's lease lock in Redis: first come first served, a queue in
+// arrival order, the lease passed on at release or expiry, and a write with
+// a token that no longer holds the lock refused.
+TEST_F(RunStoreTest, RecordLockQueuesPassesOnAndFencesExpiredTokens) {
+  const std::string rec = "acct:1";
+  // Lock times are wall-clock (a fenced write compares with the real now).
+  const int64_t base = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+  auto ops = [&](std::vector<LockOp> v, int64_t now) {
+    auto r = store_->run_locks(v, now);
+    EXPECT_TRUE(r) << r.status().to_string();
+    return r ? *r : std::vector<RunStore::LockGrant>();
+  };
+  auto a = ops({{"acquire", rec, "r1|s", 60000}}, base);
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].holder, "r1|s");
+  const int64_t t1 = a[0].token;
+  EXPECT_GT(t1, 0);
+  // Two more wait in order; asking twice queues once; the holder asking again keeps its token.
+  auto q = ops({{"acquire", rec, "r2|s", 1000}, {"acquire", rec, "r3|s", 1000}, {"acquire", rec, "r2|s", 1000},
+                {"acquire", rec, "r1|s", 60000}},
+               base + 10);
+  EXPECT_EQ(q[0].holder, "");
+  EXPECT_EQ(q[1].holder, "");
+  EXPECT_EQ(q[2].holder, "");
+  EXPECT_EQ(q[3].holder, "r1|s");
+  EXPECT_EQ(q[3].token, t1);
+  // A write with the holder's token goes through.
+  RecordWriteRequest w;
+  w.record_key = rec;
+  w.idempotency_key = "r1:s:1";
+  w.writer = "r1:s";
+  w.allowed = {"n"};
+  w.fields = {{"n", "1"}};
+  w.fence = t1;
+  store_->append_record_write(w);
+  auto out = store_->exec_record_writes({w});
+  ASSERT_TRUE(out);
+  EXPECT_EQ((*out)[0].kind, RecordWriteOutcome::Kind::kApplied);
+  // Release: the first waiter gets it with a new token.
+  auto rel = ops({{"release", rec, "r1|s", 0}}, base + 20);
+  EXPECT_EQ(rel[0].holder, "r2|s");
+  const int64_t t2 = rel[0].token;
+  EXPECT_GT(t2, t1);
+  // r2's lease (1000 ms from 20) expires; the sweep passes the lock to r3.
+  auto none = store_->expire_locks(base + 500, 10);
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->empty() || none->at(0).holder.empty());
+  auto exp = store_->expire_locks(base + 2000, 10);
+  ASSERT_TRUE(exp);
+  ASSERT_EQ(exp->size(), 1u);
+  EXPECT_EQ((*exp)[0].holder, "r3|s");
+  // r2's write, with its expired token, is refused and writes nothing.
+  RecordWriteRequest late = w;
+  late.idempotency_key = "r2:s:1";
+  late.writer = "r2:s";
+  late.version_read = 1;
+  late.fields = {{"n", "2"}};
+  late.fence = t2;
+  store_->append_record_write(late);
+  out = store_->exec_record_writes({late});
+  ASSERT_TRUE(out);
+  EXPECT_EQ((*out)[0].kind, RecordWriteOutcome::Kind::kFenced);
+  auto n = store_->client().command({"HGET", keys::record(kNs, rec), "n"});
+  ASSERT_TRUE(n);
+  EXPECT_EQ(n->str, "1");
+  // r2 releasing a lock it no longer holds changes nothing; r3's release frees it.
+  EXPECT_EQ(ops({{"release", rec, "r2|s", 0}}, base + 2100)[0].holder, "");
+  EXPECT_EQ(ops({{"release", rec, "r3|s", 0}}, base + 2200)[0].holder, "");
+  auto held = store_->client().command({"EXISTS", keys::record_lock(kNs, rec)});
+  ASSERT_TRUE(held);
+  EXPECT_EQ(held->integer, 0);
+  auto swept = store_->client().command({"ZCARD", keys::locks(kNs)});
+  ASSERT_TRUE(swept);
+  EXPECT_EQ(swept->integer, 0);
 }
 
 }  // namespace
