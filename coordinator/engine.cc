@@ -3,6 +3,7 @@
 #include <charconv>
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "common/util/json.h"
 #include "common/util/keys.h"
@@ -577,8 +578,20 @@ void Engine::dispatch(Ctx& c, const workflow::Step& step, const std::string& ins
   t.dispatch_bytes.push_back(task.SerializeAsString());
   t.dispatch.push_back(std::move(task));
   t.timers_add.emplace_back(timer_member(st.run_id, TimerKind::kTimeout, instance, attempt), c.now + step.timeout_ms);
-  t.audit.push_back(
-      {"task_dispatched", kCoordinator, c.now, {{"step", instance}, {"role", step.role}, {"attempt", attempt}}});
+  // What the agent was given, as a digest (FNV-1a 64 of the task's input and
+  // context): two dispatches with the same digest saw the same data.
+  uint64_t h = 1469598103934665603ull;
+  for (const std::string* part : {&t.dispatch.back().input_json(), &t.dispatch.back().context_json()})
+    for (unsigned char ch : *part) {
+      h ^= ch;
+      h *= 1099511628211ull;
+    }
+  char digest[17];
+  std::snprintf(digest, sizeof digest, "%016llx", static_cast<unsigned long long>(h));
+  json detail = {{"step", instance}, {"role", step.role}, {"attempt", attempt}, {"input_digest", digest}};
+  if (step.agent) detail["agent"] = step.agent->kind;
+  if (ss.lock == 2) detail["fence"] = ss.fence;
+  t.audit.push_back({"task_dispatched", kCoordinator, c.now, std::move(detail)});
 }
 
 Transition Engine::on_lock_granted(const workflow::Workflow& wf, RunState& st, const baton::v1::LockGranted& g,
@@ -1190,6 +1203,8 @@ Transition Engine::on_result(const workflow::Workflow& wf, RunState& st, const b
                               {"model", r.usage().model()}};
   }
   if (r.has_error() && !r.error().code().empty()) result_detail["error"] = r.error().code();
+  if (step->agent) result_detail["agent"] = step->agent->kind;
+  result_detail["record_version_read"] = r.record_version_read();
   t.audit.push_back({"step_result", r.worker_id(), now, std::move(result_detail)});
   const std::string key = ss.key.empty() ? step->id : ss.key;
 

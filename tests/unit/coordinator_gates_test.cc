@@ -690,6 +690,25 @@ TEST(RecordLock, ARunEndingWhileQueuedLeavesTheQueue) {
             std::string::npos);
 }
 
+TEST(AuditDetail, TaskDispatchedNamesTheAgentAndADigestOfWhatItWasGiven) {
+  auto wf = workflow::parse_workflow("name: d\nsteps:\n  - id: a\n    role: x\n    agent: { kind: echo }\n", "wf.yaml");
+  ASSERT_TRUE(static_cast<bool>(wf));
+  Engine engine{EngineOptions{"t"}};
+  auto digest = [&](const std::string& input) {
+    RunState st;
+    baton::v1::RunStarted s;
+    s.set_input_json(input);
+    Transition t = engine.start(wf->get(), "r", 0, s, 0, st);
+    const AuditRecord* a = audit(t, "task_dispatched");
+    EXPECT_NE(a, nullptr);
+    EXPECT_EQ(a ? a->detail.value("agent", "") : "", "echo");
+    return a ? a->detail.value("input_digest", "") : "";
+  };
+  EXPECT_EQ(digest(R"({"x":1})").size(), 16u);
+  EXPECT_EQ(digest(R"({"x":1})"), digest(R"({"x":1})"));
+  EXPECT_NE(digest(R"({"x":1})"), digest(R"({"x":2})"));
+}
+
 // ---- budgets -------------------------------------------------------------------
 
 std::string budget_yaml(const std::string& budget) {
