@@ -115,6 +115,7 @@ json StepState::to_json() const {
     j["lk"] = lock;
     j["fe"] = fence;
   }
+  if (asks) j["ak"] = asks;
   return j;
 }
 
@@ -142,6 +143,7 @@ StepState StepState::from_json(const json& j) {
   if (auto it = j.find("g"); it != j.end()) s.gate = GateState::from_json(*it);
   s.lock = static_cast<uint8_t>(j.value("lk", 0u));
   s.fence = j.value("fe", int64_t{0});
+  s.asks = j.value("ak", 0u);
   return s;
 }
 
@@ -263,6 +265,7 @@ std::string timer_member(std::string_view run_id, TimerKind kind, std::string_vi
                   : kind == TimerKind::kRetry   ? "|retry|"
                   : kind == TimerKind::kWindow  ? "|window|"
                   : kind == TimerKind::kSla     ? "|sla|"
+                  : kind == TimerKind::kLock    ? "|lock|"
                                                 : "|sla_near|";
   m.append(run_id).append(k).append(step);
   m.push_back('|');
@@ -290,6 +293,8 @@ bool parse_timer_member(std::string_view member, std::string& run_id, TimerKind&
     kind = TimerKind::kSla;
   } else if (k == "sla_near") {
     kind = TimerKind::kSlaNear;
+  } else if (k == "lock") {
+    kind = TimerKind::kLock;
   } else {
     return false;
   }
@@ -537,8 +542,12 @@ void Engine::dispatch(Ctx& c, const workflow::Step& step, const std::string& ins
       ls.status = StepStatus::kWaitingLock;
       ls.lock = 1;
       ls.attempt = attempt - 1;
+      ++ls.asks;
       touch_step(st, instance, c.t);
       c.t.locks.push_back({"acquire", st.record_key, lock_holder(st.run_id, instance), lock_lease_ms(step)});
+      // Asks again after a lease if no grant came (a grant event can be lost).
+      c.t.timers_add.emplace_back(timer_member(st.run_id, TimerKind::kLock, instance, ls.asks),
+                                  c.now + lock_lease_ms(step));
       c.t.audit.push_back({"lock_requested", kCoordinator, c.now, {{"step", instance}, {"record", st.record_key}}});
       return;
     }
@@ -611,6 +620,7 @@ Transition Engine::on_lock_granted(const workflow::Workflow& wf, RunState& st, c
   Ctx c{wf, st, t, now, nullptr, json(), false, g.step()};
   st.updated_ms = now;
   StepState& ss = it->second;
+  t.timers_del.push_back(timer_member(st.run_id, TimerKind::kLock, g.step(), ss.asks));
   ss.lock = 2;
   ss.fence = g.token();
   t.audit.push_back({"lock_acquired", kCoordinator, now,
@@ -1655,6 +1665,19 @@ Transition Engine::on_timer(const workflow::Workflow& wf, RunState& st, const Ti
   }
   const workflow::Step* step = wf.find_step(step_of(timer.step_id));
   auto it = st.steps.find(timer.step_id);
+  if (timer.kind == TimerKind::kLock) {
+    if (st.status != RunStatus::kRunning || !step || it == st.steps.end() ||
+        it->second.status != StepStatus::kWaitingLock || it->second.asks != timer.attempt)
+      return t;  // granted meanwhile: only removed
+    StepState& ss = it->second;
+    ++ss.asks;
+    touch_step(st, timer.step_id, t);
+    t.locks.push_back({"acquire", st.record_key, lock_holder(st.run_id, timer.step_id), lock_lease_ms(*step)});
+    t.timers_add.emplace_back(timer_member(st.run_id, TimerKind::kLock, timer.step_id, ss.asks),
+                              now + lock_lease_ms(*step));
+    t.audit.push_back({"lock_asked_again", kCoordinator, now, {{"step", timer.step_id}, {"asks", ss.asks}}});
+    return t;
+  }
   if (timer.kind == TimerKind::kSla || timer.kind == TimerKind::kSlaNear) {
     if (st.status != RunStatus::kRunning || !step || it == st.steps.end() ||
         it->second.status != StepStatus::kAwaitingApproval || !it->second.gate ||

@@ -81,6 +81,7 @@ struct StepState {
   // `lock: record`: 0 none, 1 asked for (queued), 2 held with `fence` as token.
   uint8_t lock = 0;
   int64_t fence = 0;
+  uint32_t asks = 0;  // lock requests so far (the re-ask timer's number)
 
   nlohmann::json to_json() const;
   static StepState from_json(const nlohmann::json& j);
@@ -133,7 +134,9 @@ std::string_view step_of(std::string_view instance);
 // A timer in the partition's timers zset. Member "<run>|<kind>|<step>|<attempt>".
 // kWindow: the workflow's window opens (step "-", attempt 0).
 // kSla / kSlaNear: a gate's SLA passes / is near (attempt = the gate's escalations).
-enum class TimerKind { kTimeout, kRetry, kWindow, kSla, kSlaNear };
+// kLock: a step still waiting for the record's lock asks again (attempt = its asks),
+// in case a grant was lost.
+enum class TimerKind { kTimeout, kRetry, kWindow, kSla, kSlaNear, kLock };
 struct Timer {
   TimerKind kind;
   std::string step_id;

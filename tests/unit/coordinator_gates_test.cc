@@ -614,10 +614,20 @@ TEST(RecordLock, TheStepWaitsForTheLeaseRunsWithItsTokenAndHandsItBack) {
   EXPECT_EQ(t.locks[0].holder, "r|a");
   EXPECT_EQ(t.locks[0].lease_ms, 40000);
 
+  // No grant within a lease (a lost event): the step asks again.
+  const std::string check = timer_member("r", TimerKind::kLock, "a", 1);
+  ASSERT_TRUE(has_timer(t.timers_add, check));
+  Transition again = engine.on_timer(**wf, st, Timer{TimerKind::kLock, "a", 1, 40000}, 40000);
+  ASSERT_EQ(again.locks.size(), 1u);
+  EXPECT_EQ(again.locks[0].op, "acquire");
+  EXPECT_TRUE(has_timer(again.timers_add, timer_member("r", TimerKind::kLock, "a", 2)));
+  EXPECT_TRUE(engine.on_timer(**wf, st, Timer{TimerKind::kLock, "a", 1, 40001}, 40001).locks.empty());  // stale
+
   baton::v1::LockGranted g;
   g.set_step("a");
   g.set_token(41);
   t = engine.on_lock_granted(**wf, st, g, 5);
+  EXPECT_TRUE(contains(t.timers_del, timer_member("r", TimerKind::kLock, "a", 2)));
   ASSERT_EQ(dispatched(t), std::vector<std::string>{"a"});
   EXPECT_EQ(t.dispatch[0].fence(), 41);
   EXPECT_EQ(t.dispatch[0].attempt(), 1u);
