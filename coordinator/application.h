@@ -85,8 +85,9 @@ class Application {
   // Publishes a task (`bytes` is `task` serialized); its delivery acks the outbox.
   void publish(const baton::v1::Task& task, const std::string& bytes);
   void publish_all(const Transition& t);
-  // Copies a stored transition's audit entries to baton.<ns>.audit (JSON,
-  // key run id). Best effort: the run's Redis stream is the record.
+  // Copies a stored transition's audit entries to baton.<ns>.audit: one JSON
+  // message {run_id, entries: [{kind, actor, at_ms, detail}]} per transition,
+  // key run id. Best effort: the run's Redis stream is the record.
   void export_audit(const std::string& run_id, const Transition& t);
   void republish_outbox(const std::vector<std::pair<std::string, std::string>>& outbox);
   // Reloads one run from Redis into its partition cache (and republishes its
@@ -101,6 +102,7 @@ class Application {
   int64_t next_schedule_scan_ms_ = 0;
   Engine engine_;
   std::unique_ptr<kafka::Producer> producer_;
+  std::unique_ptr<kafka::Producer> audit_producer_;  // batched: the audit export
   std::unique_ptr<kafka::Consumer> consumer_;
   std::unique_ptr<RunStore> store_;
   std::unique_ptr<Api> api_;

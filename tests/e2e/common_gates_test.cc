@@ -264,9 +264,10 @@ TEST_F(Gates, PartialFitWaitsForASalesManagerWhoApprovesWithAnotherOwner) {
           (void)(*consumer)->poll_batch(batch, 500, 200);
           for (const auto& m : batch) {
             exported += m.payload + "\n";
-            json e = json::parse(m.payload, nullptr, false);
-            exported_decision |= e.value("run_id", "") == id && e.value("kind", "") == "gate_decided" &&
-                                 e.value("actor", "") == "maria";
+            json msg = json::parse(m.payload, nullptr, false);
+            if (!msg.is_object() || msg.value("run_id", "") != id || !msg["entries"].is_array()) continue;
+            for (const auto& e : msg["entries"])
+              exported_decision |= e.value("kind", "") == "gate_decided" && e.value("actor", "") == "maria";
           }
           return exported_decision;
         },
