@@ -3,6 +3,7 @@
 
 #include "baton/agent.h"
 #include "workers/agents/echo.h"
+#include "workers/agents/exec.h"
 #include "workers/agents/extract.h"
 #include "workers/agents/plan.h"
 #include "workers/agents/rules.h"
@@ -64,6 +65,7 @@ void register_builtin_agents(AgentRegistry& r) {
   (void)r.add("extract", make_extract_agent);
   (void)r.add("validate", make_validate_agent);
   (void)r.add("plan", make_plan_agent);
+  (void)r.add("exec", make_exec_agent);
 }
 
 }  // namespace baton::agent
