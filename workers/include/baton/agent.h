@@ -143,7 +143,7 @@ class AgentRegistry {
   std::map<std::string, AgentFactory, std::less<>> factories_;
 };
 
-// Registers echo, template, rules, score, extract, validate, plan (one line each).
+// Registers echo, template, rules, score, extract, validate, plan, exec (one line each).
 void register_builtin_agents(AgentRegistry& registry);
 
 // Owns everything an AgentInput refers to: for tests and for callers that run
