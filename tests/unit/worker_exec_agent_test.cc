@@ -50,6 +50,8 @@ TEST(ExecAgent, TheTaskGoesInAndOneJsonObjectComesOut) {
   EXPECT_EQ(out.output["writes"], json::array({"greeting"}));
 }
 
+// The script never reads its stdin: the agent's write to the closed pipe must
+// not raise SIGPIPE in the worker (the default action would kill it).
 TEST(ExecAgent, EnvAndStderrDoNotDisturbTheOutput) {
   auto a = make({{"command", json::array({"/bin/sh", "-c", "echo working >&2; printf '{\"who\":\"%s\"}' \"$GREETER\""})},
                  {"env", {{"GREETER", "baton"}}}});
@@ -57,6 +59,9 @@ TEST(ExecAgent, EnvAndStderrDoNotDisturbTheOutput) {
   AgentOutput out = run(*a);
   ASSERT_EQ(out.status, AgentOutput::kOk) << out.error_message;
   EXPECT_EQ(out.output, json({{"who", "baton"}}));
+  // A large task the command does not read: EPIPE, not a signal.
+  json big = {{"blob", std::string(1 << 20, 'x')}};
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(run(*a, big).status, AgentOutput::kOk);
 }
 
 TEST(ExecAgent, BadJsonNonZeroExitAndRetryableExit) {

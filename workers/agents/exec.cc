@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -143,6 +144,13 @@ class ExecAgent : public Agent {
     }
     for (int fd : {in_pipe[1], out_pipe[0], err_pipe[0]}) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 
+    // A command that exits without reading its stdin makes our write fail:
+    // SIGPIPE is blocked on this thread for the exchange (write gets EPIPE)
+    // and a pending one consumed afterwards, whatever the process's handler.
+    sigset_t pipe_set, old_mask;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
     const int64_t deadline = now_ms() + timeout_ms_;
     int64_t kill_at = 0;  // SIGKILL time once SIGTERM was sent
     std::size_t written = 0;
@@ -214,6 +222,10 @@ class ExecAgent : public Agent {
     for (int fd : fds)
       if (fd >= 0) close(fd);
     if (!exited) waitpid(pid, &status, 0);
+    timespec zero{0, 0};
+    while (sigtimedwait(&pipe_set, nullptr, &zero) > 0) {
+    }
+    pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
     return Status::ok();
   }
 
