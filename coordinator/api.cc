@@ -65,6 +65,17 @@ json workflow_item(const workflow::Workflow& wf) {
           {"source", wf.source_path == kAppliedSource ? std::string("applied") : wf.source_path}};
 }
 
+// `?limit=` of a listing: 1..1000 (default: `limit` as given). false when malformed.
+bool page_limit(const http::Request& req, int& limit) {
+  auto it = req.query.find("limit");
+  if (it == req.query.end()) return true;
+  char* end = nullptr;
+  long v = std::strtol(it->second.c_str(), &end, 10);
+  if (it->second.empty() || *end != '\0' || v < 1 || v > 1000) return false;
+  limit = static_cast<int>(v);
+  return true;
+}
+
 // A path segment we accept as a workflow name (the parser's rule is stricter).
 bool plain_segment(std::string_view s) {
   return !s.empty() && s.size() <= 128 && s.find_first_of("/{}:@ %") == std::string_view::npos;
@@ -503,13 +514,7 @@ http::Response Api::stats(const http::Request& req) {
 // decide: the run, the step, the held output (for a task's result) and the SLA.
 http::Response Api::list_approvals(const http::Request& req, const Principal& who) {
   int limit = 100;
-  if (auto it = req.query.find("limit"); it != req.query.end()) {
-    char* end = nullptr;
-    long v = std::strtol(it->second.c_str(), &end, 10);
-    if (it->second.empty() || *end != '\0' || v < 1 || v > 1000)
-      return http::json_error(400, "invalid_argument", "limit must be an integer from 1 to 1000");
-    limit = static_cast<int>(v);
-  }
+  if (!page_limit(req, limit)) return http::json_error(400, "invalid_argument", "limit must be an integer from 1 to 1000");
   std::string group;
   if (auto it = req.query.find("group"); it != req.query.end()) group = it->second;
   redis::Client* c = redis_for_thread();
@@ -625,13 +630,7 @@ http::Response Api::decide(const http::Request& req, std::string_view run_id, st
 // (1..1000, default 100) bounds the page.
 http::Response Api::list_exceptions(const http::Request& req) {
   int limit = 100;
-  if (auto it = req.query.find("limit"); it != req.query.end()) {
-    char* end = nullptr;
-    long v = std::strtol(it->second.c_str(), &end, 10);
-    if (it->second.empty() || *end != '\0' || v < 1 || v > 1000)
-      return http::json_error(400, "invalid_argument", "limit must be an integer from 1 to 1000");
-    limit = static_cast<int>(v);
-  }
+  if (!page_limit(req, limit)) return http::json_error(400, "invalid_argument", "limit must be an integer from 1 to 1000");
   std::string workflow;
   if (auto it = req.query.find("workflow"); it != req.query.end()) workflow = it->second;
   redis::Client* c = redis_for_thread();
