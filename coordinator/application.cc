@@ -479,12 +479,17 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
 
   // Daily budgets: today's spend of the workflows concerned.
   {
+    // One registry lookup per distinct workflow of the batch, not per event.
     std::vector<std::string> names;
+    std::unordered_set<std::string> checked;
     for (auto& it : items) {
-      const std::string& name = it.st ? it.st->workflow : it.ev.has_started() ? it.ev.started().workflow() : "";
-      if (name.empty() || std::find(names.begin(), names.end(), name) != names.end()) continue;
-      auto wf = it.st ? registry_.find(it.st->workflow, it.st->version) : registry_.find(name, 0);
-      if (wf && wf->budget && wf->budget->daily_max_cost_micros) names.push_back(name);
+      const std::string* name = it.st ? &it.st->workflow : it.ev.has_started() ? &it.ev.started().workflow() : nullptr;
+      uint32_t version = it.st ? it.st->version : it.ev.has_started() ? it.ev.started().version() : 0;
+      if (!name || name->empty() || !checked.insert(*name + "@" + std::to_string(version)).second) continue;
+      auto wf = registry_.find(*name, version);
+      if (wf && wf->budget && wf->budget->daily_max_cost_micros &&
+          std::find(names.begin(), names.end(), *name) == names.end())
+        names.push_back(*name);
     }
     if (!names.empty() && !load_daily_spend(names)) return false;
   }

@@ -1158,7 +1158,9 @@ std::optional<RecordWriteRequest> Engine::record_write_for(const workflow::Workf
   if (!writes || !writes->is_object() || writes->empty()) return std::nullopt;
   if (!check_writes(wf, *writes).empty()) return std::nullopt;  // on_result fails the attempt
   // A result held at a gate writes when (and if) someone approves it.
-  if (gate_for_result(*step, st, parse_object_or_empty(r.output_json()))) return std::nullopt;
+  // (The output is parsed again only for steps that can hold a result.)
+  if ((step->approval || step->review) && gate_for_result(*step, st, parse_object_or_empty(r.output_json())))
+    return std::nullopt;
   RecordWriteRequest req;
   req.record_key = st.record_key;
   req.idempotency_key = st.run_id + ":" + r.step_id() + ":" + std::to_string(r.attempt());
