@@ -4,6 +4,8 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 
 namespace baton::agent::config {
 namespace {
@@ -206,6 +208,81 @@ Result<std::size_t> get_text_limit(const nlohmann::json& cfg, std::string_view k
 double round_to(double v, int digits) {
   double f = std::pow(10.0, digits);
   return std::round(v * f) / f;
+}
+
+Result<std::string> expand_env(std::string_view text, const std::string& what) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c != '$' || i + 1 >= text.size()) {
+      out += c;
+      continue;
+    }
+    if (text[i + 1] == '$') {
+      out += '$';
+      ++i;
+      continue;
+    }
+    if (text[i + 1] != '{') {
+      out += c;
+      continue;
+    }
+    std::size_t close = text.find('}', i + 2);
+    if (close == std::string_view::npos) return invalid(what + ": unterminated `${` in \"" + std::string(text) + "\"");
+    std::string_view body = text.substr(i + 2, close - i - 2);
+    std::optional<std::string_view> fallback;
+    if (auto d = body.find(":-"); d != std::string_view::npos) {
+      fallback = body.substr(d + 2);
+      body = body.substr(0, d);
+    }
+    bool name_ok = !body.empty() && !std::isdigit(static_cast<unsigned char>(body[0]));
+    for (char n : body) name_ok = name_ok && (std::isalnum(static_cast<unsigned char>(n)) || n == '_');
+    if (!name_ok) return invalid(what + ": `${" + std::string(body) + "}` is not an environment variable name");
+    const char* value = std::getenv(std::string(body).c_str());
+    if (value && *value) {
+      out += value;
+    } else if (fallback) {
+      out += *fallback;
+    } else {
+      return invalid(what + ": environment variable " + std::string(body) +
+                     " is not set (write ${" + std::string(body) + ":-default} for a default)");
+    }
+    i = close;
+  }
+  return out;
+}
+
+Result<std::string> get_secret(const nlohmann::json& cfg, std::string_view kind, const std::string& key) {
+  std::string env_key = key + "_env", file_key = key + "_file";
+  auto e = cfg.find(env_key);
+  auto f = cfg.find(file_key);
+  bool has_e = e != cfg.end() && !e->is_null(), has_f = f != cfg.end() && !f->is_null();
+  if (has_e && has_f) return invalid(std::string(kind) + ": give `" + env_key + "` or `" + file_key + "`, not both");
+  if (has_e) {
+    if (!e->is_string() || e->get_ref<const std::string&>().empty())
+      return invalid(std::string(kind) + ": `" + env_key + "` must name an environment variable");
+    const char* v = std::getenv(e->get_ref<const std::string&>().c_str());
+    if (!v || !*v)
+      return invalid(std::string(kind) + ": `" + env_key + "`: environment variable " + e->get<std::string>() +
+                     " is not set");
+    return std::string(v);
+  }
+  if (has_f) {
+    if (!f->is_string() || f->get_ref<const std::string&>().empty())
+      return invalid(std::string(kind) + ": `" + file_key + "` must be a file path");
+    auto path = expand_env(f->get_ref<const std::string&>(), std::string(kind) + ": `" + file_key + "`");
+    if (!path) return path.status();
+    std::ifstream in(*path, std::ios::binary);
+    if (!in) return invalid(std::string(kind) + ": `" + file_key + "`: cannot read " + *path);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    std::string v = ss.str();
+    while (!v.empty() && (v.back() == '\n' || v.back() == '\r')) v.pop_back();
+    if (v.empty()) return invalid(std::string(kind) + ": `" + file_key + "`: " + *path + " is empty");
+    return v;
+  }
+  return std::string();
 }
 
 }  // namespace baton::agent::config

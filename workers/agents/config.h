@@ -53,6 +53,20 @@ Result<workflow::Template> parse_template(const nlohmann::json& v, const std::st
 // output. when `allow_output` (the runtime's `set`, rendered after the agent).
 Status check_scope_path(std::string_view path, const std::string& what, bool allow_output = false);
 
+// Deployment settings in agent configs (URLs, models, paths, secret names)
+// may name environment variables of the worker: `${NAME}` and
+// `${NAME:-default}` (the default when NAME is unset or empty); `$$` is a
+// literal `$`. Expanded once, when the agent is built at worker start; never
+// applied to task data. kInvalidArgument names `what` and the variable when it
+// is unset without a default, or for an unterminated `${`.
+Result<std::string> expand_env(std::string_view text, const std::string& what);
+// Reads a secret: `<key>_env: NAME` (the variable's value) or `<key>_file: PATH`
+// (the file's content, trailing newlines removed), e.g. api_key_env /
+// api_key_file. Returns "" when neither key is present; kInvalidArgument when
+// both are, when the variable is unset or empty, or the file cannot be read.
+// The secret's value never appears in a message.
+Result<std::string> get_secret(const nlohmann::json& cfg, std::string_view kind, const std::string& key);
+
 // Lower-cases ASCII.
 std::string lower(std::string_view s);
 // Equality used by rules/score: numbers (or numeric strings) numerically,
