@@ -339,42 +339,18 @@ void Engine::redact(const workflow::Workflow& wf, Transition& t) {
   }
 }
 
-namespace {
-bool type_ok(const std::string& type, const json& v) {
-  if (type == "string") return v.is_string();
-  if (type == "number") return v.is_number();
-  if (type == "integer")
-    return v.is_number_integer() || (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>());
-  if (type == "boolean") return v.is_boolean();
-  if (type == "object") return v.is_object();
-  if (type == "array") return v.is_array();
-  return true;
-}
-}  // namespace
-
 std::string Engine::check_writes(const workflow::Workflow& wf, const json& writes) {
   if (wf.record_fields.empty() || !writes.is_object()) return "";
   for (const auto& [k, v] : writes.items()) {
     const workflow::RecordField* f = wf.find_record_field(k);
-    if (f && !v.is_null() && !type_ok(f->type, v))
+    if (f && !v.is_null() && !workflow::contract_type_ok(f->type, v))
       return "record field '" + k + "' should be " + f->type + ", got " + v.type_name();
   }
   return "";
 }
 
 std::string Engine::check_contract(const workflow::Step& step, const json& output) {
-  if (step.output.empty()) return "";
-  if (!output.is_object()) return "output is not a JSON object";
-  for (const auto& f : step.output) {
-    auto it = output.find(f.name);
-    if (it == output.end() || it->is_null()) {
-      if (f.optional) continue;
-      return "missing field '" + f.name + "' (" + f.type + ")";
-    }
-    const json& v = *it;
-    if (!type_ok(f.type, v)) return "field '" + f.name + "' should be " + f.type + ", got " + v.type_name();
-  }
-  return "";
+  return workflow::check_contract(step.output, output);
 }
 
 int64_t Engine::backoff_ms(const workflow::RetryPolicy& p, uint32_t next_attempt) {
@@ -1213,6 +1189,7 @@ Transition Engine::on_result(const workflow::Workflow& wf, RunState& st, const b
                               {"tokens_out", r.usage().tokens_out()},
                               {"cost_micros", r.usage().cost_micros()},
                               {"model", r.usage().model()}};
+    if (!r.usage().model_reason().empty()) result_detail["usage"]["model_reason"] = r.usage().model_reason();
   }
   if (r.has_error() && !r.error().code().empty()) result_detail["error"] = r.error().code();
   if (step->agent) result_detail["agent"] = step->agent->kind;

@@ -226,7 +226,13 @@ void Executor::build(const workflow::Workflow& wf, const workflow::Step& step) c
                                       : where + ": the step has no `agent:` and no agent kind named like its role `" +
                                             slot.kind + "` is registered";
     } else {
-      auto a = agents.create(slot.kind, cfg);
+      agent::StepInfo info;
+      info.workflow = wf.name;
+      info.version = wf.version;
+      info.step = step.id;
+      for (const auto& f : step.output) info.output[f.name] = f.optional ? f.type + "?" : f.type;
+      info.writes = step.writes;
+      auto a = agents.create(slot.kind, cfg, info);
       if (a) {
         slot.agent = std::move(a).value();
       } else {
@@ -344,6 +350,7 @@ StepResult Executor::execute(const v1::Task& task, RecordView record) const {
   usage->set_tokens_out(out.usage.tokens_out);
   usage->set_cost_micros(out.usage.cost_micros);
   usage->set_model(std::move(out.usage.model));
+  usage->set_model_reason(std::move(out.usage.model_reason));
 
   if (out.status == AgentOutput::kOk) {
     if (!slot->set.empty()) {

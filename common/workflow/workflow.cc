@@ -1,6 +1,7 @@
 #include "common/workflow/workflow.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "common/workflow/expr.h"
 #include "common/workflow/schedule.h"
@@ -134,6 +135,32 @@ nlohmann::json Workflow::to_json() const {
   }
   j["steps"] = std::move(steps_json);
   return j;
+}
+
+bool contract_type_ok(const std::string& type, const nlohmann::json& v) {
+  if (type == "string") return v.is_string();
+  if (type == "number") return v.is_number();
+  if (type == "integer")
+    return v.is_number_integer() || (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>());
+  if (type == "boolean") return v.is_boolean();
+  if (type == "object") return v.is_object();
+  if (type == "array") return v.is_array();
+  return true;
+}
+
+std::string check_contract(const std::vector<FieldContract>& contract, const nlohmann::json& output) {
+  if (contract.empty()) return "";
+  if (!output.is_object()) return "output is not a JSON object";
+  for (const auto& f : contract) {
+    auto it = output.find(f.name);
+    if (it == output.end() || it->is_null()) {
+      if (f.optional) continue;
+      return "missing field '" + f.name + "' (" + f.type + ")";
+    }
+    if (!contract_type_ok(f.type, *it))
+      return "field '" + f.name + "' should be " + f.type + ", got " + it->type_name();
+  }
+  return "";
 }
 
 }  // namespace baton::workflow

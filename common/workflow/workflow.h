@@ -213,4 +213,12 @@ struct Workflow {
 
 using WorkflowPtr = std::shared_ptr<const Workflow>;
 
+// Whether `v` has contract type `type` (an integer-valued float is an integer;
+// "any" and unknown types accept everything).
+bool contract_type_ok(const std::string& type, const nlohmann::json& v);
+// "" when `output` satisfies `contract`, else the first problem ("missing field
+// 'x' (string)", "field 'x' should be number, got string"). Shared by the
+// coordinator (every result) and the llm agent (its repair round).
+std::string check_contract(const std::vector<FieldContract>& contract, const nlohmann::json& output);
+
 }  // namespace baton::workflow

@@ -5,6 +5,7 @@
 #include "workers/agents/echo.h"
 #include "workers/agents/exec.h"
 #include "workers/agents/extract.h"
+#include "workers/agents/http.h"
 #include "workers/agents/plan.h"
 #include "workers/agents/rules.h"
 #include "workers/agents/score.h"
@@ -28,6 +29,13 @@ const char* status_name(AgentOutput::Status s) {
 }
 
 Status AgentRegistry::add(std::string kind, AgentFactory factory) {
+  if (!factory) return invalid("agent kind " + kind + ": no factory");
+  return add_step_aware(std::move(kind), [f = std::move(factory)](const nlohmann::json& config, const StepInfo&) {
+    return f(config);
+  });
+}
+
+Status AgentRegistry::add_step_aware(std::string kind, StepAgentFactory factory) {
   if (kind.empty()) return invalid("agent kind must not be empty");
   if (!factory) return invalid("agent kind " + kind + ": no factory");
   if (factories_.count(kind)) return Status(Code::kAlreadyExists, "agent kind " + kind + " is already registered");
@@ -37,11 +45,11 @@ Status AgentRegistry::add(std::string kind, AgentFactory factory) {
 
 bool AgentRegistry::contains(std::string_view kind) const { return factories_.find(kind) != factories_.end(); }
 
-FactoryResult AgentRegistry::create(std::string_view kind, const nlohmann::json& config) const {
+FactoryResult AgentRegistry::create(std::string_view kind, const nlohmann::json& config, const StepInfo& step) const {
   auto it = factories_.find(kind);
   if (it == factories_.end()) return not_found("no agent kind `" + std::string(kind) + "` in this worker");
   try {
-    auto r = it->second(config);
+    auto r = it->second(config, step);
     if (r && !*r) return internal("agent kind " + std::string(kind) + ": the factory returned no agent");
     return r;
   } catch (const std::exception& e) {
@@ -66,6 +74,7 @@ void register_builtin_agents(AgentRegistry& r) {
   (void)r.add("validate", make_validate_agent);
   (void)r.add("plan", make_plan_agent);
   (void)r.add("exec", make_exec_agent);
+  (void)r.add("http", make_http_agent);
 }
 
 }  // namespace baton::agent

@@ -69,7 +69,8 @@ struct Usage {
   uint64_t tokens_in = 0;
   uint64_t tokens_out = 0;
   uint64_t cost_micros = 0;
-  std::string model;
+  std::string model;         // the model that answered
+  std::string model_reason;  // why it answered: "primary", "fallback: ...", "budget"
 };
 
 // What an agent sees. `scope` is {"input": input, "record": record, "steps":
@@ -126,6 +127,20 @@ using FactoryResult = Result<AgentPtr>;
 // offending key. Called once per (workflow, version, step), at worker start.
 using AgentFactory = std::function<FactoryResult(const nlohmann::json& config)>;
 
+// What a step-aware factory learns about the step it builds for (the llm agent
+// asks its model for the step's output contract).
+struct StepInfo {
+  std::string workflow;
+  uint32_t version = 0;
+  std::string step;
+  // The step's `output:` contract as {field: type}, optional fields with a
+  // trailing '?' ("string?"); types string, number, integer, boolean, object,
+  // array, any. Empty object: no contract.
+  nlohmann::json output = nlohmann::json::object();
+  std::vector<std::string> writes;  // record fields the step may write
+};
+using StepAgentFactory = std::function<FactoryResult(const nlohmann::json& config, const StepInfo& step)>;
+
 // Kind name -> factory. Filled at start-up, read-only afterwards (reads are
 // thread-safe then).
 class AgentRegistry {
@@ -133,17 +148,19 @@ class AgentRegistry {
   // kAlreadyExists when `kind` is registered; kInvalidArgument for an empty kind
   // or factory.
   Status add(std::string kind, AgentFactory factory);
+  // The same for a factory that also reads the step it builds for.
+  Status add_step_aware(std::string kind, StepAgentFactory factory);
   bool contains(std::string_view kind) const;
   // kNotFound for an unknown kind; the factory's refusal otherwise (a factory
   // that throws is reported as kInvalidArgument with the exception's text).
-  FactoryResult create(std::string_view kind, const nlohmann::json& config) const;
+  FactoryResult create(std::string_view kind, const nlohmann::json& config, const StepInfo& step = {}) const;
   std::vector<std::string> kinds() const;  // sorted
 
  private:
-  std::map<std::string, AgentFactory, std::less<>> factories_;
+  std::map<std::string, StepAgentFactory, std::less<>> factories_;
 };
 
-// Registers echo, template, rules, score, extract, validate, plan, exec (one line each).
+// Registers echo, template, rules, score, extract, validate, plan, exec, http (one line each).
 void register_builtin_agents(AgentRegistry& registry);
 
 // Owns everything an AgentInput refers to: for tests and for callers that run
