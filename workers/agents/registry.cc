@@ -6,6 +6,7 @@
 #include "workers/agents/exec.h"
 #include "workers/agents/extract.h"
 #include "workers/agents/http.h"
+#include "workers/agents/llm.h"
 #include "workers/agents/plan.h"
 #include "workers/agents/rules.h"
 #include "workers/agents/score.h"
@@ -75,6 +76,7 @@ void register_builtin_agents(AgentRegistry& r) {
   (void)r.add("plan", make_plan_agent);
   (void)r.add("exec", make_exec_agent);
   (void)r.add("http", make_http_agent);
+  (void)r.add_step_aware("llm", make_llm_agent);
 }
 
 }  // namespace baton::agent
