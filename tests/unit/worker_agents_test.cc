@@ -18,7 +18,7 @@ using nlohmann::json;
 using namespace baton::testing;  // builtins, make, refusal, run
 
 TEST(AgentRegistry, ListsBuiltinsAndRefusesDuplicatesAndUnknownKinds) {
-  EXPECT_EQ(builtins().kinds(), (std::vector<std::string>{"echo", "exec", "extract", "plan", "rules", "score", "template", "validate"}));
+  EXPECT_EQ(builtins().kinds(), (std::vector<std::string>{"echo", "exec", "extract", "http", "llm", "plan", "rules", "score", "template", "validate"}));
   AgentRegistry r;
   register_builtin_agents(r);
   Status dup = r.add("echo", [](const json&) -> FactoryResult { return invalid("x"); });
