@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <cerrno>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -94,7 +95,8 @@ TEST(ExecAgent, TimeoutKillsTheCommandAndItsChildren) {
   const std::string dir = testing::make_temp_dir("baton-exec");
   // The command starts a child that would outlive it, records both pids and
   // ignores SIGTERM: only the SIGKILL of the group ends them.
-  auto a = make(sh("trap '' TERM; sleep 60 & echo $! > " + dir + "/child; echo $$ > " + dir + "/self; wait", 300));
+  // `$$$$` is the shell's `$$` once the config's `$$` escapes are expanded.
+  auto a = make(sh("trap '' TERM; sleep 60 & echo $! > " + dir + "/child; echo $$$$ > " + dir + "/self; wait", 300));
   ASSERT_TRUE(a);
   AgentOutput out = run(*a);
   EXPECT_EQ(out.status, AgentOutput::kRetryable);
@@ -113,6 +115,69 @@ TEST(ExecAgent, TimeoutKillsTheCommandAndItsChildren) {
     EXPECT_TRUE(gone) << f << " pid " << pid << " is still alive";
   }
   testing::remove_tree(dir);
+}
+
+// Deployment settings name the worker's environment: `${VAR}` and
+// `${VAR:-default}` in every command element, env value and cwd, expanded
+// once at construction; task data passes through untouched.
+TEST(ExecAgent, ExpandsEnvironmentVariablesInCommandEnvAndCwd) {
+  const std::string dir = testing::make_temp_dir("baton-exec-env");
+  {
+    std::ofstream script(dir + "/agent.sh");
+    script << "cat >/dev/null\nprintf '{\"where\":\"%s\",\"mode\":\"%s\",\"pwd\":\"%s\",\"arg\":\"%s\"}' "
+              "\"$WHERE\" \"$MODE\" \"$(pwd)\" \"$1\"\n";
+  }
+  ASSERT_EQ(setenv("BATON_T_EXEC_DIR", dir.c_str(), 1), 0);
+  unsetenv("BATON_T_EXEC_UNSET");
+  auto a = make({{"command", json::array({"/bin/sh", "${BATON_T_EXEC_DIR}/agent.sh", "${BATON_T_EXEC_UNSET:-fallback}"})},
+                 {"env", {{"WHERE", "dir=${BATON_T_EXEC_DIR}"}, {"MODE", "${BATON_T_EXEC_UNSET:-fast}"}}},
+                 {"cwd", "${BATON_T_EXEC_DIR}"}});
+  ASSERT_TRUE(a);
+  AgentOutput out = run(*a);
+  ASSERT_EQ(out.status, AgentOutput::kOk) << out.error_message;
+  EXPECT_EQ(out.output["where"], "dir=" + dir);
+  EXPECT_EQ(out.output["mode"], "fast");
+  EXPECT_EQ(out.output["arg"], "fallback");
+  EXPECT_EQ(std::filesystem::weakly_canonical(out.output.value("pwd", "")), std::filesystem::weakly_canonical(dir));
+
+  // `$$` is a literal `$`; a `$` not followed by `{` stays as it is.
+  auto dollars = make(sh("cat >/dev/null; printf '{\"price\":\"$$5\",\"var\":\"$HOME\"}'"));
+  out = run(*dollars);
+  ASSERT_EQ(out.status, AgentOutput::kOk) << out.error_message;
+  EXPECT_EQ(out.output["price"], "$5");
+  EXPECT_EQ(out.output["var"], "$HOME");
+
+  // Task data is never expanded: the input reaches the command as written.
+  auto echo = make(sh("cat"));
+  out = run(*echo, {{"text", "${BATON_T_EXEC_DIR} and $$"}});
+  ASSERT_EQ(out.status, AgentOutput::kOk) << out.error_message;
+  EXPECT_EQ(out.output["input"]["text"], "${BATON_T_EXEC_DIR} and $$");
+  unsetenv("BATON_T_EXEC_DIR");
+  testing::remove_tree(dir);
+}
+
+TEST(ExecAgent, AnUnsetVariableRefusesTheConfigNamingTheKey) {
+  unsetenv("BATON_T_EXEC_UNSET");
+  auto cmd = make_exec_agent({{"command", json::array({"python3", "${BATON_T_EXEC_UNSET}/agents/x.py"})}});
+  ASSERT_FALSE(cmd.is_ok());
+  EXPECT_EQ(cmd.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(cmd.status().message().find("exec: `command[1]`"), std::string::npos) << cmd.status().message();
+  EXPECT_NE(cmd.status().message().find("BATON_T_EXEC_UNSET"), std::string::npos) << cmd.status().message();
+
+  auto env = make_exec_agent({{"command", "true"}, {"env", {{"PO_CSV", "${BATON_T_EXEC_UNSET}/po.csv"}}}});
+  ASSERT_FALSE(env.is_ok());
+  EXPECT_NE(env.status().message().find("exec: `env.PO_CSV`"), std::string::npos) << env.status().message();
+
+  auto cwd = make_exec_agent({{"command", "true"}, {"cwd", "${BATON_T_EXEC_UNSET}"}});
+  ASSERT_FALSE(cwd.is_ok());
+  EXPECT_NE(cwd.status().message().find("exec: `cwd`"), std::string::npos) << cwd.status().message();
+
+  auto unterminated = make_exec_agent({{"command", json::array({"/bin/sh", "${BATON_T_EXEC_DIR"})}});
+  ASSERT_FALSE(unterminated.is_ok());
+  EXPECT_NE(unterminated.status().message().find("command[1]"), std::string::npos)
+      << unterminated.status().message();
+  // A program that expands to nothing is no program.
+  EXPECT_FALSE(make_exec_agent({{"command", json::array({"${BATON_T_EXEC_UNSET:-}"})}}).is_ok());
 }
 
 TEST(ExecAgent, ConfigRefusals) {

@@ -241,6 +241,13 @@ FactoryResult make_exec_agent(const nlohmann::json& cfg) {
   if (Status s = config::check_object(cfg, "exec", {"command", "timeout_ms", "env", "cwd"}); !s) return s;
   auto command = config::get_string_list(cfg, "exec", "command", true);
   if (!command) return command.status();
+  // Deployment paths (`${BATON_WORKFLOWS_DIR}/agents/x.py`, `${AGENTS_HOME:-/opt/agents}`)
+  // are the worker's business, resolved once here; task data never is.
+  for (std::size_t i = 0; i < command->size(); ++i) {
+    auto v = config::expand_env((*command)[i], "exec: `command[" + std::to_string(i) + "]`");
+    if (!v) return v.status();
+    (*command)[i] = std::move(v).value();
+  }
   if (command->empty() || (*command)[0].empty()) return invalid("exec: `command` needs a program");
   auto timeout = config::get_number(cfg, "exec", "timeout_ms", 30000);
   if (!timeout) return timeout.status();
@@ -251,10 +258,14 @@ FactoryResult make_exec_agent(const nlohmann::json& cfg) {
     for (const auto& [k, v] : e->items()) {
       auto text = config::as_text(v);
       if (k.empty() || k.find('=') != std::string::npos || !text) return invalid("exec: `env." + k + "` must be a scalar value");
-      env[k] = *text;
+      auto value = config::expand_env(*text, "exec: `env." + k + "`");
+      if (!value) return value.status();
+      env[k] = std::move(value).value();
     }
   }
-  auto cwd = config::get_string(cfg, "exec", "cwd", std::string());
+  auto cwd_raw = config::get_string(cfg, "exec", "cwd", std::string());
+  if (!cwd_raw) return cwd_raw.status();
+  auto cwd = config::expand_env(*cwd_raw, "exec: `cwd`");
   if (!cwd) return cwd.status();
   return AgentPtr(new ExecAgent(std::move(command).value(), static_cast<int64_t>(*timeout), std::move(env),
                                 std::move(cwd).value()));

@@ -4,6 +4,11 @@
 // Config: `command: [program, args...]` (required; a program without '/' is
 // looked up in PATH), `timeout_ms` (default 30000), `env: {NAME: value}`
 // (added to the worker's environment), `cwd` (default: the worker's).
+// Each `command` element, each `env` value and `cwd` may name the worker's
+// environment variables, `${NAME}` or `${NAME:-default}` (`$$` is a literal
+// `$`: write `$$$$` for a shell's own `$$`), expanded once when the agent is
+// built (config::expand_env); an unset variable without a default refuses the
+// config with a message naming the key (exec: `command[1]`).
 //
 // The task goes to the command's stdin as one JSON object {run_id, step,
 // attempt, input, record, steps, writes}; the command writes one JSON object
