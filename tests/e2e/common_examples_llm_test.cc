@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <regex>
 #include <set>
 #include <string>
@@ -20,6 +21,7 @@
 #include "tests/support/fleet.h"
 #include "tests/support/process.h"
 #include "tests/support/provider_standin.h"
+#include "tests/support/wait.h"
 
 namespace baton::testing {
 namespace {
@@ -146,6 +148,91 @@ TEST(ExamplesLlm, SupportTriageWithLlmAgentsAgainstAStandInProvider) {
   ::unsetenv("BATON_LLM_BASE_URL");
   ::unsetenv("BATON_LLM_MODEL");
   ::unsetenv("BATON_LLM_API_KEY");
+}
+
+// Budgets with real usage: an expensive first answer puts the run over its
+// budget; with `on_exceeded: fallback` the remaining llm steps get the
+// workflow's fallback models (the stand-in sees them), with `exception` the run
+// stops before its second step.
+TEST(ExamplesLlm, RunBudgetSwitchesLaterStepsToTheFallbackModelOrStopsTheRun) {
+  ProviderStandIn provider([](const ProviderStandIn::Call& c) {
+    if (c.model() == "big") return ProviderStandIn::openai_text(c.model(), "a long, expensive draft", 10000, 2000);
+    return ProviderStandIn::openai_text(c.model(), "a cheap pass", 100, 20);
+  });
+  ASSERT_TRUE(provider.ok());
+  const std::string dir = make_temp_dir("baton-budget");
+  auto workflow = [&](const std::string& name, const std::string& on_exceeded) {
+    std::string steps;
+    const std::vector<std::pair<std::string, std::string>> chain = {{"draft", "check"}, {"check", "polish"}, {"polish", ""}};
+    for (const auto& [id, next] : chain) {
+      steps += "  - id: " + id + "\n    role: writer\n" + (next.empty() ? "" : "    next: " + next + "\n") +
+               "    agent:\n      kind: llm\n" +
+               "      base_url: \"" + provider.base_url() + "\"\n      model: big\n" +
+               "      prompt: \"" + id + " {{input.topic}}\"\n" +
+               "      prices: { big: { input: 10, output: 30 }, small: { input: 0.1, output: 0.2 } }\n" +
+               "    timeout: 30s\n";
+    }
+    std::ofstream(dir + "/" + name + ".yaml")
+        << ("name: " + name + "\nversion: 1\nbudget:\n  run: { max_cost: 0.10 }\n  on_exceeded: " + on_exceeded +
+                (on_exceeded == "fallback" ? "\n  fallback_models: [small]" : "") + "\nsteps:\n" + steps);
+  };
+  workflow("budget-fallback", "fallback");
+  workflow("budget-strict", "exception");
+
+  DevFleet dev(dir, "budget");
+  ASSERT_TRUE(dev.start());
+  ASSERT_TRUE(dev.wait_ready()) << read_file(dev.log());
+  auto start = [&](const std::string& wf) {
+    auto r = http::request("POST", dev.api() + "/v1/runs", json{{"workflow", wf}, {"input", {{"topic", wf}}}}.dump());
+    EXPECT_TRUE(r && r->status == 202) << (r ? r->body : r.status().to_string());
+    return r && r->status == 202 ? json::parse(r->body).value("run_id", "") : std::string();
+  };
+  auto settle = [&](const std::string& id) {
+    json view;
+    EXPECT_TRUE(wait_until(
+        [&] {
+          auto r = http::request("GET", dev.api() + "/v1/runs/" + id, "", 5000);
+          view = r && r->status == 200 ? json::parse(r->body, nullptr, false) : json();
+          return view.is_object() && view.value("status", "") != "running";
+        },
+        seconds(60)))
+        << view.dump();
+    return view;
+  };
+  auto ep = redis::parse_endpoint(dev.redis());
+  ASSERT_TRUE(ep.is_ok());
+  auto rc = redis::Client::connect(*ep);
+  ASSERT_TRUE(rc.is_ok());
+
+  std::string fallback = start("budget-fallback");
+  ASSERT_FALSE(fallback.empty());
+  json done = settle(fallback);
+  EXPECT_EQ(done.value("status", ""), "completed") << done.dump();
+  std::vector<std::string> models;
+  for (const auto& c : provider.calls()) models.push_back(c.model());
+  EXPECT_EQ(models, (std::vector<std::string>{"big", "small", "small"}));
+  std::vector<std::string> reasons;
+  bool switched = false;
+  for (const auto& a : read_run_audit(**rc, "budget", fallback)) {
+    if (a.kind == "budget_fallback") switched = true;
+    if (a.kind == "step_result" && a.detail.contains("usage"))
+      reasons.push_back(a.detail["usage"].value("model", "") + "/" + a.detail["usage"].value("model_reason", ""));
+  }
+  EXPECT_TRUE(switched);
+  EXPECT_EQ(reasons, (std::vector<std::string>{"big/primary", "small/budget", "small/budget"}));
+
+  std::string strict = start("budget-strict");
+  ASSERT_FALSE(strict.empty());
+  done = settle(strict);
+  EXPECT_EQ(done.value("status", ""), "exception") << done.dump();
+  EXPECT_EQ(provider.calls().size(), 4u) << "the strict run stopped after its first, expensive step";
+  bool exceeded = false;
+  for (const auto& a : read_run_audit(**rc, "budget", strict)) exceeded = exceeded || a.kind == "budget_exceeded";
+  EXPECT_TRUE(exceeded);
+  auto q = http::request("GET", dev.api() + "/v1/exceptions", "", 5000);
+  ASSERT_TRUE(q && q->status == 200);
+  EXPECT_NE(q->body.find("budget_exceeded"), std::string::npos) << q->body;
+  remove_tree(dir);
 }
 
 }  // namespace
