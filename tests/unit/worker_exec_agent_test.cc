@@ -81,6 +81,7 @@ TEST(ExecAgent, BadJsonNonZeroExitAndRetryableExit) {
   EXPECT_EQ(out.error_code, "exec_failed");
   EXPECT_NE(out.error_message.find("exited with 3"), std::string::npos) << out.error_message;
   EXPECT_NE(out.error_message.find("the CRM said no"), std::string::npos) << out.error_message;
+  EXPECT_NE(out.error_message.back(), '\n') << "the stderr tail ends the message without its newline";
 
   auto again = make(sh("cat >/dev/null; exit 75"));
   EXPECT_EQ(run(*again).status, AgentOutput::kRetryable);

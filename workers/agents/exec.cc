@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -57,6 +58,8 @@ class ExecAgent : public Agent {
     bool timed_out = false;
     if (Status s = run(task.dump(), out, err, status, timed_out); !s)
       return AgentOutput::fail(AgentOutput::kFailed, errors::kAgentError, s.message());
+    // The stderr tail ends error messages: without its final newline(s).
+    err.erase(std::min(err.size(), err.find_last_not_of("\r\n\t ") + 1));
     if (!err.empty()) spdlog::info("exec {} (run {} step {}) stderr: {}", command_[0], in.task.run_id(), in.task.step_id(), tail(err));
     if (timed_out) {
       return AgentOutput::fail(AgentOutput::kRetryable, "timeout",
