@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 
 #include "baton/agent.h"
 
@@ -26,6 +27,12 @@ struct WorkerOptions {
 // run_worker. Returns the process exit code (0 after SIGTERM/SIGINT, 2 on bad
 // flags or workflows, 1 on a runtime failure).
 int worker_main(int argc, char** argv, agent::AgentRegistry agents);
+
+// The same entry under the name the SDK documentation uses: a custom worker's
+// main() is `return baton::worker::run(argc, argv, std::move(agents));`.
+inline int run(int argc, char** argv, agent::AgentRegistry agents) {
+  return worker_main(argc, argv, std::move(agents));
+}
 
 // Loads the workflows, builds the agents, connects Kafka and Redis (retrying
 // Redis until it answers), serves until SIGTERM/SIGINT, then finishes the batch
