@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -115,6 +116,7 @@ class DevSession {
   Supervisor sup_;
   std::string state_dir_, logs_dir_, env_path_, temp_dir_, workflows_dir_;
   std::vector<std::string> roles_;
+  std::map<std::string, std::string> worker_bins_;  // role -> custom worker binary (--worker-bin)
   Event last_event_;
   bool env_written_ = false;
 };
@@ -186,6 +188,7 @@ Status DevSession::write_env(const std::string& api, const std::string& brokers,
                         {"namespace", o_.ns},
                         {"workflows", workflows_dir_},
                         {"roles", roles_},
+                        {"worker_bins", worker_bins_},
                         {"pids", pids},
                         {"logs", logs},
                         {"temp_dir", temp_dir_},
@@ -225,6 +228,33 @@ int DevSession::run() {
   if (o_.partitions < 1 || o_.concurrency < 1) {
     std::fprintf(stderr, "batonctl dev: --partitions and --concurrency must be >= 1\n");
     return kDevBadConfig;
+  }
+  // --worker-bin ROLE=PATH: a custom worker (SDK) for a role of these workflows.
+  for (const auto& spec : o_.worker_bins) {
+    auto eq = spec.find('=');
+    std::string role = eq == std::string::npos ? "" : spec.substr(0, eq);
+    std::string path = eq == std::string::npos ? "" : spec.substr(eq + 1);
+    if (role.empty() || path.empty()) {
+      std::fprintf(stderr, "batonctl dev: --worker-bin must be ROLE=PATH, got '%s'\n", spec.c_str());
+      return kDevBadConfig;
+    }
+    if (std::find(roles_.begin(), roles_.end(), role) == roles_.end()) {
+      std::fprintf(stderr, "batonctl dev: --worker-bin %s: no step of the workflows in %s has role '%s' (roles: %s)\n",
+                   spec.c_str(), workflows_dir_.c_str(), role.c_str(), join(roles_, ", ").c_str());
+      return kDevBadConfig;
+    }
+    if (worker_bins_.count(role)) {
+      std::fprintf(stderr, "batonctl dev: --worker-bin given twice for role '%s'\n", role.c_str());
+      return kDevBadConfig;
+    }
+    // A bare name is a path relative to the cwd (like ./x), not looked up in PATH.
+    std::string abs = fs::absolute(path, ec).lexically_normal().string();
+    if (ec || fs::is_directory(abs, ec) || !executable(abs)) {
+      std::fprintf(stderr, "batonctl dev: --worker-bin %s: %s is not an executable file\n", spec.c_str(),
+                   abs.c_str());
+      return kDevBadConfig;
+    }
+    worker_bins_[role] = abs;
   }
   std::string http_host;
   int http_port = 0;
@@ -376,11 +406,22 @@ int DevSession::run() {
       rc >= 0)
     return rc;
 
-  // 7. One worker per role. A worker has no health endpoint: it is taken as
-  // started when it is still running after a short settle time (below).
+  // 7. One worker per role (a --worker-bin's binary for its role, with the
+  // same flags). A worker has no health endpoint: it is taken as started when
+  // it is still running after a short settle time (below).
+  // The workers inherit BATON_WORKFLOWS_DIR: an exec agent's config names a
+  // script shipped next to the workflow as ${BATON_WORKFLOWS_DIR}/agents/x.py.
+  // Workflows are read from the top level of that directory only, so it is
+  // the directory of every workflow file dev loaded.
+  if (setenv("BATON_WORKFLOWS_DIR", workflows_dir_.c_str(), 1) != 0) {
+    std::fprintf(stderr, "batonctl dev: cannot set BATON_WORKFLOWS_DIR\n");
+    return shutdown(kDevFailed);
+  }
   for (const auto& role : roles_) {
-    argv = {worker_bin, "--role", role, "--brokers", brokers, "--redis", redis, "--namespace", o_.ns,
-            "--workflows", workflows_dir_, "--concurrency", std::to_string(o_.concurrency)};
+    auto custom = worker_bins_.find(role);
+    argv = {custom == worker_bins_.end() ? worker_bin : custom->second, "--role", role, "--brokers", brokers,
+            "--redis", redis, "--namespace", o_.ns, "--workflows", workflows_dir_, "--concurrency",
+            std::to_string(o_.concurrency)};
     for (auto& f : common_flags()) argv.push_back(f);
     std::string name = "worker-" + role;
     if (auto r = sup_.spawn({name, argv, log_path(name)}); !r) return fail(name, r.status().message());

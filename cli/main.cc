@@ -32,6 +32,9 @@ int main(int argc, char** argv) {
   dev_cmd->add_option("--concurrency", dev.concurrency, "tasks in flight per worker")->capture_default_str();
   dev_cmd->add_option("--auth-tokens", dev.auth_tokens, "control plane token file (docs/security.md); default: auth off");
   dev_cmd->add_option("--notify", dev.notify, "webhooks file for notifications (docs/notifications.md)");
+  dev_cmd->add_option("--worker-bin", dev.worker_bins,
+                      "ROLE=PATH: run this worker binary (built on the SDK, same flags) instead of baton-worker "
+                      "for ROLE; repeatable");
 
   // shared by run and get
   std::string api_flag;
