@@ -11,6 +11,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libcurl4-openssl-dev libjemalloc-dev kcat
   libcctz-dev tzdata
+  python3  # examples/invoice-custom-agents: a Python agent run by the exec agent (and its tests)
 )
 
 SUDO=()
