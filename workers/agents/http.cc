@@ -375,9 +375,9 @@ struct HttpTool::Impl {
     if (body) {
       auto b = render_body(*body, scope);
       if (!b) return fail(AgentOutput::kFailed, errors::kTemplateError, b.status().message());
-      if (body_is_text) {
+      if (body_is_text && b->is_string()) {
         req.body = b->get<std::string>();
-      } else {
+      } else {  // a JSON body, or a text body that is one {{path}} to a non-string: its JSON
         req.body = b->dump(-1, ' ', false, json::error_handler_t::replace);
       }
     }
