@@ -25,10 +25,10 @@ TEST(AgentRegistry, ListsBuiltinsAndRefusesDuplicatesAndUnknownKinds) {
   EXPECT_EQ(dup.code(), Code::kAlreadyExists);
   EXPECT_EQ((r.add("", [](const json&) -> FactoryResult { return invalid("x"); }).code()), Code::kInvalidArgument);
   EXPECT_EQ(r.add("nofactory", AgentFactory()).code(), Code::kInvalidArgument);
-  auto unknown = r.create("llm", json::object());
+  auto unknown = r.create("crystal_ball", json::object());
   ASSERT_FALSE(unknown.is_ok());
   EXPECT_EQ(unknown.status().code(), Code::kNotFound);
-  EXPECT_EQ(unknown.status().message(), "no agent kind `llm` in this worker");
+  EXPECT_EQ(unknown.status().message(), "no agent kind `crystal_ball` in this worker");
 }
 
 TEST(AgentRegistry, FactoryThatThrowsIsARefusal) {

@@ -197,7 +197,7 @@ steps:
     next: nokind
   - id: nokind
     role: worker
-    agent: { kind: llm }
+    agent: { kind: crystal_ball }
     next: badset
   - id: badset
     role: worker
@@ -244,7 +244,7 @@ TEST_F(ExecutorTest, BuildsEachStepOnceForItsRole) {
   ASSERT_EQ(broken.size(), 4u);
   EXPECT_EQ(broken[0], "flow@2 step badset: set.x: path `nowhere.y` must start with input., record., steps. or output.");
   EXPECT_EQ(broken[1], "flow@2 step broken: scripted: refused on purpose");
-  EXPECT_EQ(broken[2], "flow@2 step nokind: no agent kind `llm` in this worker");
+  EXPECT_EQ(broken[2], "flow@2 step nokind: no agent kind `crystal_ball` in this worker");
   EXPECT_EQ(broken[3],
             "flow@2 step worker_default: the step has no `agent:` and no agent kind named like its role `worker` is "
             "registered");
