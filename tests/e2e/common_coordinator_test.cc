@@ -5,6 +5,7 @@
 // and restarted finishes every run with each record write applied once.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <fstream>
 #include <future>
@@ -43,7 +44,7 @@ std::string example_dir() { return source_dir() + "/examples/lead-to-meeting"; }
 // Broker + Redis + coordinator + one worker per role of lead-to-meeting, each a process.
 class Fleet {
  public:
-  Fleet() : broker_(4, kNs, "responder,qualifier,booker") {
+  explicit Fleet(bool aof = false) : broker_(4, kNs, "responder,qualifier,booker"), redis_(aof) {
     dir_ = make_temp_dir("baton-e2e-coord");
     if (!broker_.ok() || !redis_.ok()) return;
     auto ep = redis::parse_endpoint(redis_.address());
@@ -56,20 +57,23 @@ class Fleet {
   }
   ~Fleet() {
     for (auto& [_, w] : workers_) w.stop();
-    coordinator_.stop();
+    for (auto& c : coordinators_) c.stop();
     remove_tree(dir_);
   }
 
-  bool start_coordinator() {
-    std::string port_file = dir_ + "/http.port";
+  // Starts replica `i` (0 or 1) of the coordinator; the API calls go to the
+  // replica started last.
+  bool start_coordinator(int i = 0) {
+    std::string port_file = dir_ + "/http" + std::to_string(i) + ".port";
     std::remove(port_file.c_str());
-    if (!coordinator_.start({bin_dir() + "/baton-coordinator", "--brokers", broker_.bootstrap(), "--redis",
-                             redis_.address(), "--namespace", kNs, "--workflows", example_dir(), "--http",
-                             "127.0.0.1:0", "--http-port-file", port_file},
-                            dir_ + "/coordinator.log"))
+    Process& coordinator = coordinators_[i];
+    if (!coordinator.start({bin_dir() + "/baton-coordinator", "--brokers", broker_.bootstrap(), "--redis",
+                            redis_.address(), "--namespace", kNs, "--workflows", example_dir(), "--http",
+                            "127.0.0.1:0", "--http-port-file", port_file},
+                           dir_ + "/coordinator" + (i ? std::to_string(i) : std::string()) + ".log"))
       return false;
-    auto ok = wait_until([&] { return !read_file(port_file).empty() || !coordinator_.running(); }, seconds(30));
-    if (!ok || !coordinator_.running()) return false;
+    auto ok = wait_until([&] { return !read_file(port_file).empty() || !coordinator.running(); }, seconds(30));
+    if (!ok || !coordinator.running()) return false;
     api_ = "http://127.0.0.1:" + std::to_string(std::stoi(read_file(port_file)));
     return wait_until(
         [&] {
@@ -123,12 +127,24 @@ class Fleet {
     return true;
   }
 
-  std::string coordinator_log() { return read_file(dir_ + "/coordinator.log"); }
+  std::string coordinator_log() {
+    return read_file(dir_ + "/coordinator.log") + read_file(dir_ + "/coordinator1.log");
+  }
+  void use_api_of(const std::string& api) { api_ = api; }
+  const std::string& api() const { return api_; }
+  RedisServer& redis_server() { return redis_; }
+  // A fresh client (the old one's connection is gone after a Redis restart).
+  bool reconnect_redis() {
+    auto c = redis::Client::connect(*redis::parse_endpoint(redis_.address()));
+    if (!c) return false;
+    redis_client_ = std::move(c).value();
+    return true;
+  }
 
   Broker& broker() { return broker_; }
   redis::Client& redis() { return *redis_client_; }
   kafka::Producer& producer() { return *producer_; }
-  Process& coordinator() { return coordinator_; }
+  Process& coordinator(int i = 0) { return coordinators_[i]; }
   bool ok() const { return broker_.ok() && redis_.ok() && redis_client_ && producer_; }
 
  private:
@@ -136,7 +152,7 @@ class Fleet {
   RedisServer redis_;
   std::string dir_;
   std::string api_;
-  Process coordinator_;
+  Process coordinators_[2];
   std::map<std::string, Process> workers_;
   std::unique_ptr<redis::Client> redis_client_;
   std::unique_ptr<kafka::Producer> producer_;
@@ -286,41 +302,53 @@ TEST(Coordinator, ATriggerRedeliveredManyTimesStartsOneRun) {
   EXPECT_EQ(rec["_v"], "3");  // three writing steps, each applied once
 }
 
+// The 50 leads of the example, started over the fleet's API.
+struct LeadRuns {
+  std::vector<std::string> ids;
+  std::map<std::string, std::string> lead_of;  // run id -> lead id
+  std::map<std::string, json> want;            // lead id -> expected.jsonl line
+};
+
+void start_leads(Fleet& f, LeadRuns& runs) {
+  for (const auto& e : read_jsonl(example_dir() + "/expected.jsonl")) runs.want[e["lead_id"]] = e;
+  for (const auto& l : read_jsonl(example_dir() + "/leads.jsonl")) {
+    std::string id = f.start_run(l);
+    ASSERT_FALSE(id.empty());
+    runs.ids.push_back(id);
+    runs.lead_of[id] = l.value("lead_id", "");
+  }
+  ASSERT_EQ(runs.ids.size(), runs.want.size());
+}
+
+// Every run ends as expected.jsonl says, and each writing step wrote its
+// record once: _v == the number of succeeded steps (each writes).
+void expect_each_run_once(Fleet& f, const LeadRuns& runs) {
+  std::string last;
+  ASSERT_TRUE(wait_until([&] { return f.all_ended(runs.ids, &last); }, seconds(120), [&] { return last; }))
+      << f.coordinator_log();
+  for (const auto& id : runs.ids) {
+    json run = f.get_run(id);
+    const std::string& lead = runs.lead_of.at(id);
+    EXPECT_EQ(Fleet::outcome(run), runs.want.at(lead)["outcome"]) << lead;
+    auto rec = hgetall(f.redis(), keys::record(kNs, "lead:" + lead));
+    int writers = 0;
+    for (const auto& s : run["steps"]) writers += s["status"] == "succeeded";
+    EXPECT_EQ(rec.count("_v") ? std::stoi(rec["_v"]) : 0, writers) << lead;
+  }
+}
+
 TEST(Coordinator, KilledMidFlightAndRestartedFinishesEveryRunOnce) {
   Fleet f;
   ASSERT_TRUE(f.ok());
   ASSERT_TRUE(f.start_coordinator()) << f.coordinator_log();
   ASSERT_TRUE(f.start_workers());
-  auto leads = read_jsonl(example_dir() + "/leads.jsonl");
-  auto expected = read_jsonl(example_dir() + "/expected.jsonl");
-  std::map<std::string, json> want;
-  for (const auto& e : expected) want[e["lead_id"]] = e;
-
-  std::vector<std::string> ids;
-  std::map<std::string, std::string> lead_of;
-  for (const auto& l : leads) {
-    std::string id = f.start_run(l);
-    ASSERT_FALSE(id.empty());
-    ids.push_back(id);
-    lead_of[id] = l.value("lead_id", "");
-  }
+  LeadRuns runs;
+  ASSERT_NO_FATAL_FAILURE(start_leads(f, runs));
   // Kill it while runs are in flight (most runs are a few ms each, so some
   // are mid-way; the rest are still unapplied starts on the events topic).
   f.coordinator().kill();
   ASSERT_TRUE(f.start_coordinator()) << f.coordinator_log();
-  std::string last;
-  ASSERT_TRUE(wait_until([&] { return f.all_ended(ids, &last); }, seconds(120), [&] { return last; }))
-      << f.coordinator_log();
-  for (const auto& id : ids) {
-    json run = f.get_run(id);
-    const json& e = want.at(lead_of[id]);
-    EXPECT_EQ(Fleet::outcome(run), e["outcome"]) << lead_of[id];
-    // Each completed writing step wrote once: _v == number of succeeded steps that write.
-    auto rec = hgetall(f.redis(), keys::record(kNs, "lead:" + lead_of[id]));
-    int writers = 0;
-    for (const auto& s : run["steps"]) writers += s["status"] == "succeeded";
-    EXPECT_EQ(rec.count("_v") ? std::stoi(rec["_v"]) : 0, writers) << lead_of[id];
-  }
+  ASSERT_NO_FATAL_FAILURE(expect_each_run_once(f, runs));
   // The restarted owner took the partitions over with a higher epoch.
   int max_epoch = 0;
   for (int p = 0; p < 4; ++p) {
@@ -328,6 +356,45 @@ TEST(Coordinator, KilledMidFlightAndRestartedFinishesEveryRunOnce) {
     if (r && r->is_string()) max_epoch = std::max(max_epoch, std::stoi(r->str));
   }
   EXPECT_GE(max_epoch, 2);
+}
+
+// Two replicas in one consumer group; the one that took the runs gets SIGTERM
+// mid-flight: it finishes its transition, commits, leaves the group and exits
+// 0; the other takes its partitions over (new epochs) and ends every run once.
+TEST(Coordinator, TwoReplicasOneStoppedGracefullyMidFlightFinishEveryRunOnce) {
+  Fleet f;
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE(f.start_coordinator(1)) << f.coordinator_log();
+  const std::string survivor = f.api();
+  ASSERT_TRUE(f.start_coordinator(0)) << f.coordinator_log();
+  ASSERT_TRUE(f.start_workers());
+  LeadRuns runs;
+  ASSERT_NO_FATAL_FAILURE(start_leads(f, runs));
+  f.coordinator(0).signal(SIGTERM);
+  int status = -1;
+  ASSERT_TRUE(f.coordinator(0).wait_exit(seconds(60), &status)) << f.coordinator_log();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << exit_text(status) << "\n" << f.coordinator_log();
+  f.use_api_of(survivor);
+  ASSERT_NO_FATAL_FAILURE(expect_each_run_once(f, runs));
+  EXPECT_TRUE(f.coordinator(1).running());
+}
+
+// Redis (AOF, appendfsync always) goes away for 2 s while 50 runs are in
+// flight. Coordinator and workers reconnect, nothing acknowledged to Kafka was
+// missing from Redis, and every run ends once.
+TEST(Coordinator, RedisRestartMidFlightLosesNoRunAndAppliesNothingTwice) {
+  Fleet f(/*aof=*/true);
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE(f.start_coordinator()) << f.coordinator_log();
+  ASSERT_TRUE(f.start_workers());
+  LeadRuns runs;
+  ASSERT_NO_FATAL_FAILURE(start_leads(f, runs));
+  ASSERT_TRUE(f.redis_server().restart(milliseconds(2000)));
+  ASSERT_TRUE(f.reconnect_redis());
+  ASSERT_NO_FATAL_FAILURE(expect_each_run_once(f, runs));
+  EXPECT_TRUE(f.coordinator().running()) << f.coordinator_log();
+  // The outage hit work in flight: the coordinator retried applying with backoff.
+  EXPECT_NE(f.coordinator_log().find("unavailable: redis"), std::string::npos) << f.coordinator_log();
 }
 
 }  // namespace

@@ -19,7 +19,7 @@ bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds timeo
 
 }  // namespace
 
-RedisServer::RedisServer() {
+RedisServer::RedisServer(bool aof) : aof_(aof) {
   dir_ = make_temp_dir("baton-redis");
   port_ = free_port();
   ok_ = start();
@@ -30,14 +30,21 @@ RedisServer::RedisServer() {
 bool RedisServer::start() {
   std::vector<std::string> argv = {"redis-server", "--port", std::to_string(port_),
                                    "--bind", "127.0.0.1", "--dir", dir_,
-                                   "--save", "", "--appendonly", "no",
+                                   "--save", "", "--appendonly", aof_ ? "yes" : "no",
                                    "--daemonize", "no", "--logfile", dir_ + "/redis.log"};
+  if (aof_) {
+    argv.push_back("--appendfsync");
+    argv.push_back("always");
+  }
   if (!proc_.start(argv)) return false;
   return wait_for([&] { return proc_.running() && port_open(port_); }, std::chrono::seconds(10));
 }
 
-bool RedisServer::restart() {
+bool RedisServer::restart() { return restart(std::chrono::milliseconds(0)); }
+
+bool RedisServer::restart(std::chrono::milliseconds down) {
   proc_.stop();
+  if (down.count() > 0) std::this_thread::sleep_for(down);
   ok_ = start();
   return ok_;
 }

@@ -2,6 +2,7 @@
 // loopback port with its own temp dir, stopped by the destructor.
 #pragma once
 
+#include <chrono>
 #include <string>
 
 #include "tests/support/process.h"
@@ -12,13 +13,17 @@ class RedisServer {
  public:
   // Starts `redis-server` (from PATH) on a free port; waits until it answers.
   // Fails the calling test (ADD_FAILURE) and leaves ok() false on error.
-  RedisServer();
+  // `aof`: appendonly yes, appendfsync always (what production runs with), so
+  // a restart keeps every acknowledged write.
+  explicit RedisServer(bool aof = false);
   ~RedisServer();
   bool ok() const { return ok_; }
   int port() const { return port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   // Stops and starts again on the same port and dir (data kept when AOF is on).
   bool restart();
+  // Stops it, waits `down`, starts it again on the same port and dir.
+  bool restart(std::chrono::milliseconds down);
 
  private:
   bool start();
@@ -26,6 +31,7 @@ class RedisServer {
   std::string dir_;
   int port_ = 0;
   bool ok_ = false;
+  bool aof_ = false;
 };
 
 class Broker {
