@@ -130,6 +130,7 @@ class Fleet {
   std::string coordinator_log() {
     return read_file(dir_ + "/coordinator.log") + read_file(dir_ + "/coordinator1.log");
   }
+  std::string replica_log(int i) { return read_file(dir_ + "/coordinator" + (i ? std::to_string(i) : std::string()) + ".log"); }
   void use_api_of(const std::string& api) { api_ = api; }
   const std::string& api() const { return api_; }
   RedisServer& redis_server() { return redis_; }
@@ -377,6 +378,54 @@ TEST(Coordinator, TwoReplicasOneStoppedGracefullyMidFlightFinishEveryRunOnce) {
   f.use_api_of(survivor);
   ASSERT_NO_FATAL_FAILURE(expect_each_run_once(f, runs));
   EXPECT_TRUE(f.coordinator(1).running());
+}
+
+// A zombie: the replica that took the runs is paused (SIGSTOP) past the group
+// session timeout, so the other takes every partition over with a higher epoch
+// and ends the runs; when the zombie wakes up it lets the partitions go (the
+// rebalance revokes them, or Redis refuses its old epoch: fenced). Every run
+// ends once, before and after it woke up.
+TEST(Coordinator, APausedReplicaLetsItsPartitionsGoAndAppliesNothingTwice) {
+  Fleet f;
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE(f.start_coordinator(1)) << f.coordinator_log();
+  const std::string survivor = f.api();
+  ASSERT_TRUE(f.start_coordinator(0)) << f.coordinator_log();
+  ASSERT_TRUE(f.start_workers());
+  auto epochs = [&] {
+    int sum = 0;
+    for (int p = 0; p < 4; ++p) {
+      auto r = f.redis().command({"GET", keys::epoch(kNs, p)});
+      if (r && r->is_string()) sum += std::stoi(r->str);
+    }
+    return sum;
+  };
+  // Both replicas own partitions (two assignments of four partitions at least).
+  ASSERT_TRUE(wait_until([&] { return epochs() >= 4; }, seconds(60))) << f.coordinator_log();
+  LeadRuns runs;
+  ASSERT_NO_FATAL_FAILURE(start_leads(f, runs));
+  f.coordinator(0).signal(SIGSTOP);
+  const int before = epochs();
+  // The session (10 s) expires; the survivor bumps the zombie's partitions.
+  bool taken = wait_until([&] { return epochs() > before; }, seconds(60));
+  f.use_api_of(survivor);
+  if (!taken) f.coordinator(0).signal(SIGCONT);
+  ASSERT_TRUE(taken) << f.coordinator_log();
+  ASSERT_NO_FATAL_FAILURE(expect_each_run_once(f, runs));
+  // Awake again, the zombie lets its old partitions go: through the
+  // rebalance ("released") or because Redis refused its epoch ("fenced").
+  auto let_go = [&] {
+    std::string log = f.replica_log(0);
+    std::size_t n = 0;
+    for (const char* what : {"released events partition", "fenced by a newer owner"})
+      for (auto at = log.find(what); at != std::string::npos; at = log.find(what, at + 1)) ++n;
+    return n;
+  };
+  const std::size_t asleep = let_go();
+  f.coordinator(0).signal(SIGCONT);
+  ASSERT_TRUE(wait_until([&] { return let_go() > asleep; }, seconds(30))) << f.replica_log(0);
+  // Whatever it still held in memory did not apply twice.
+  ASSERT_NO_FATAL_FAILURE(expect_each_run_once(f, runs));
 }
 
 // Redis (AOF, appendfsync always) goes away for 2 s while 50 runs are in
