@@ -532,6 +532,41 @@ TEST_F(WorkerTest, BinaryServesATaskAndExitsZeroOnSigterm) {
   testing::remove_tree(dir);
 }
 
+// SIGTERM while an agent is mid-task: the worker lets it finish, delivers its
+// answer, commits and exits 0 (the drain), instead of dropping the work.
+TEST_F(WorkerTest, BinaryDrainsATaskInFlightOnSigterm) {
+  std::string dir = testing::make_temp_dir("baton-worker-drain");
+  const std::string mark = dir + "/started";
+  {
+    std::ofstream f(dir + "/slow.yaml");
+    f << "name: slow\nsteps:\n  - id: think\n    role: echoer\n    timeout: 30s\n    agent:\n      kind: exec\n"
+         "      command: [/bin/sh, -c, \"touch " << mark << "; sleep 2; echo '{\\\"thought\\\": true}'\"]\n";
+  }
+  testing::Process worker;
+  std::string log = dir + "/worker.log";
+  ASSERT_TRUE(worker.start({testing::bin_dir() + "/baton-worker", "--role", kRole, "--brokers", broker_.bootstrap(),
+                            "--redis", redis_.address(), "--namespace", kNs, "--workflows", dir, "--worker-id",
+                            "drain-1"},
+                           log));
+  Reader events(cfg_, keys::events_topic(kNs));
+  v1::Task t = task("run-drain", {{"x", 1}}, 1, "think");
+  t.mutable_workflow()->set_name("slow");
+  t.clear_writes();
+  produce(t);
+  ASSERT_TRUE(wait_until([&] { return std::ifstream(mark).good(); }, 30s)) << testing::read_file(log);
+  worker.signal(SIGTERM);  // the agent is sleeping inside the task
+  int status = -1;
+  ASSERT_TRUE(worker.wait_exit(30s, &status)) << testing::read_file(log);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << testing::read_file(log);
+  ASSERT_TRUE(events.until([](const auto& ms) { return !events_of(ms, "run-drain").empty(); }))
+      << testing::read_file(log);
+  auto results = events_of(events.messages, "run-drain");
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].step_result().status(), v1::StepResult::OK) << results[0].step_result().error().message();
+  EXPECT_EQ(json::parse(results[0].step_result().output_json()), (json{{"thought", true}}));
+  testing::remove_tree(dir);
+}
+
 TEST_F(WorkerTest, BinaryRefusesABadWorkflowDirectory) {
   std::string dir = testing::make_temp_dir("baton-worker-badwf");
   {
