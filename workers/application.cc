@@ -154,6 +154,7 @@ int run_worker(WorkerOptions o, agent::AgentRegistry agents) {
   ro.role = o.role;
   ro.concurrency = std::max(1, o.concurrency);
   ro.max_batch = static_cast<std::size_t>(std::max(1, o.max_batch));
+  ro.poison_after = std::max(0, o.poison_after);
   Runtime rt(ro, executor, std::move(consumer).value(), std::move(producer).value(), std::move(redis));
   *revoked = [&rt](const std::vector<kafka::TopicPartition>& parts) { rt.on_revoked(parts); };
   {
@@ -189,6 +190,11 @@ int worker_main(int argc, char** argv, agent::AgentRegistry agents) {
       ->capture_default_str()
       ->check(CLI::Range(0, 10000));
   app.add_option("--max-batch", o.max_batch, "tasks per batch")->capture_default_str()->check(CLI::Range(1, 10000));
+  app.add_option("--poison-after", o.poison_after,
+                 "fail a task (poison_task) whose agent was started this many times without an answer, i.e. "
+                 "killed its worker; 0: never")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000));
   app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error");
   try {
     app.parse(argc, argv);

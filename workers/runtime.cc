@@ -33,6 +33,7 @@ struct Runtime::Item {
   enum Kind { kDlq, kRun, kCached, kDuplicate } kind = kRun;
   v1::Task task;
   std::string done_key;
+  std::string running_key;  // poison detection: agent starts of this attempt
   std::string dlq_error;
   std::unique_ptr<kafka::Message> dlq_copy;  // an oversized message, truncated for the DLQ
   int record_reply = -1;  // index of the HGETALL reply, -1: no record
@@ -198,6 +199,8 @@ bool Runtime::process(std::vector<kafka::Message>& messages) {
       continue;
     }
     it.done_key = keys::done(opts_.ns, it.task.run_id(), it.task.step_id(), it.task.attempt());
+    if (opts_.poison_after > 0)
+      it.running_key = keys::running(opts_.ns, it.task.run_id(), it.task.step_id(), it.task.attempt());
     auto [pos, inserted] = first.emplace(it.done_key, i);
     if (!inserted) {
       it.kind = Item::kDuplicate;
@@ -224,17 +227,25 @@ bool Runtime::process(std::vector<kafka::Message>& messages) {
 
 bool Runtime::check_cache(Batch& b) {
   int delay = 50;
+  const std::string ttl = std::to_string(opts_.done_ttl_seconds);
+  // Replies per task: GET done, [HGETALL record], [INCR running, EXPIRE running].
+  auto stride = [](const Item& it) {
+    return std::size_t{1} + (it.task.record().key().empty() ? 0 : 1) + (it.running_key.empty() ? 0 : 2);
+  };
   while (true) {
     std::size_t n = 0;
     for (auto& it : b.items) {
       if (it.kind == Item::kDlq || it.kind == Item::kDuplicate) continue;
       redis_->append({"GET", it.done_key});
-      ++n;
       if (!it.task.record().key().empty()) {
         std::string key = keys::record(opts_.ns, it.task.record().key());
         redis_->append({"HGETALL", key});
-        ++n;
       }
+      if (!it.running_key.empty()) {
+        redis_->append({"INCR", it.running_key});
+        redis_->append({"EXPIRE", it.running_key, ttl});
+      }
+      n += stride(it);
     }
     if (n == 0) return true;
     auto replies = redis_->exec();
@@ -252,7 +263,7 @@ bool Runtime::check_cache(Batch& b) {
           problem = "done-check of " + it.done_key + " failed: " + (r.is_error() ? r.str : "unexpected reply");
           break;
         }
-        k += it.task.record().key().empty() ? 1 : 2;
+        k += stride(it);
       }
     }
     if (problem.empty()) {
@@ -271,12 +282,29 @@ bool Runtime::check_cache(Batch& b) {
     if (it.kind == Item::kDlq || it.kind == Item::kDuplicate) continue;
     redis::Reply& done = b.replies[k++];
     if (!it.task.record().key().empty()) it.record_reply = static_cast<int>(k++);
+    int64_t starts = 0;
+    if (!it.running_key.empty()) {
+      const redis::Reply& incr = b.replies[k];
+      if (incr.type == redis::Reply::Type::kInteger) starts = incr.integer;
+      k += 2;
+    }
     if (done.is_string()) {
       it.kind = Item::kCached;
       it.answer.bytes = std::move(done.str);
       stats_.cached.fetch_add(1, std::memory_order_relaxed);
       spdlog::debug("run_id={} step={} role={} attempt={} answered from done:", it.task.run_id(), it.task.step_id(),
                     opts_.role, it.task.attempt());
+    } else if (starts > opts_.poison_after && opts_.poison_after > 0) {
+      // Started `poison_after` times before and never answered: each start
+      // ended with the worker's death. Answer instead of dying again.
+      it.kind = Item::kRun;
+      it.answer = executor_->reject(
+          it.task, agent::errors::kPoisonTask,
+          "the agent was started " + std::to_string(starts - 1) + " times for this attempt and its worker died "
+          "each time before answering (--poison-after " + std::to_string(opts_.poison_after) + ")");
+      stats_.poisoned.fetch_add(1, std::memory_order_relaxed);
+      spdlog::warn("run_id={} step={} role={} attempt={} poison task: started {} times without an answer",
+                   it.task.run_id(), it.task.step_id(), opts_.role, it.task.attempt(), starts - 1);
     } else {
       it.kind = Item::kRun;
       b.to_run.push_back(i);
@@ -478,9 +506,15 @@ void Runtime::remember(Batch& b) {
   while (true) {
     std::size_t n = 0;
     for (const auto& it : b.items) {
-      if (it.kind != Item::kRun || !it.delivered) continue;
-      redis_->append({"SET", it.done_key, it.answer.bytes, "EX", ttl});
-      ++n;
+      if ((it.kind != Item::kRun && it.kind != Item::kCached) || !it.delivered) continue;
+      if (it.kind == Item::kRun) {
+        redis_->append({"SET", it.done_key, it.answer.bytes, "EX", ttl});
+        ++n;
+      }
+      if (!it.running_key.empty()) {  // answered: no longer a start without an answer
+        redis_->append({"DEL", it.running_key});
+        ++n;
+      }
     }
     if (n == 0) return;
     auto replies = redis_->exec();

@@ -51,6 +51,13 @@ struct RuntimeOptions {
   int done_ttl_seconds = 86400;   // lifetime of done:<run>:<step>:<attempt>
   int shutdown_grace_ms = 10000;  // after stop(): how long to keep retrying deliveries
   int max_backoff_ms = 2000;      // Redis / delivery retry backoff cap
+  // Poison tasks: before running an agent the worker counts the start in
+  // running:<run>:<step>:<attempt> (same pipeline as the done: check, EX
+  // done_ttl_seconds) and deletes the counter once the answer is delivered. A
+  // task started more than `poison_after` times without an answer (its agent
+  // killed the worker each time) is answered FAILED poison_task without
+  // running. 0 turns this off.
+  int poison_after = 3;
 };
 
 // Counters, readable from any thread while the runtime runs.
@@ -58,6 +65,7 @@ struct RuntimeStats {
   std::atomic<uint64_t> batches{0};
   std::atomic<uint64_t> messages{0};      // consumed
   std::atomic<uint64_t> executed{0};      // agent runs (cache misses)
+  std::atomic<uint64_t> poisoned{0};      // tasks failed as poison_task
   std::atomic<uint64_t> cached{0};        // answered from done: or from the same batch
   std::atomic<uint64_t> dead_lettered{0}; // sent to the DLQ
   std::atomic<uint64_t> delivered{0};     // answers delivered to events

@@ -90,6 +90,13 @@ inline std::string daily_spend(std::string_view ns, std::string_view workflow, s
   return "baton:" + std::string(ns) + ":spend:" + std::string(workflow) + ":" + std::string(day);
 }
 inline std::string runs_index(std::string_view ns) { return "baton:" + std::string(ns) + ":runs"; }
+// How many times a worker started the agent for one task attempt (poison
+// tasks: a task whose agent killed its worker N times is failed, not run again).
+inline std::string running(std::string_view ns, std::string_view run_id, std::string_view step,
+                           uint32_t attempt) {
+  return "baton:" + std::string(ns) + ":running:" + std::string(run_id) + ":" + std::string(step) + ":" +
+         std::to_string(attempt);
+}
 inline std::string done(std::string_view ns, std::string_view run_id, std::string_view step,
                         uint32_t attempt) {
   return "baton:" + std::string(ns) + ":done:" + std::string(run_id) + ":" + std::string(step) + ":" +

@@ -303,6 +303,85 @@ TEST_F(WorkerTest, ATaskGetsExactlyOneResultWithTheAgentsOutput) {
   EXPECT_GE(runtime_->stats().commits.load(), 1u);
 }
 
+// Poison tasks, in process: a task already started 3 times without an answer
+// (the worker died each time) is answered FAILED poison_task and its agent is
+// not run; one started twice runs normally. Either way the counter is gone
+// once the answer is delivered.
+TEST_F(WorkerTest, ATaskStartedPoisonAfterTimesWithoutAnAnswerIsFailedNotRun) {
+  ASSERT_TRUE(redis_cli_->command({"SET", keys::running(kNs, "run-poison", "work", 1), "3"}).is_ok());
+  ASSERT_TRUE(redis_cli_->command({"SET", keys::running(kNs, "run-twice", "work", 1), "2"}).is_ok());
+  start_worker();
+  Reader events(cfg_, keys::events_topic(kNs));
+  produce(task("run-poison", {{"id", "L-1"}}));
+  produce(task("run-twice", {{"id", "L-2"}}));
+  ASSERT_TRUE(events.until([](const auto& ms) {
+    return !events_of(ms, "run-poison", "work").empty() && !events_of(ms, "run-twice", "work").empty();
+  }));
+  const auto poison = events_of(events.messages, "run-poison", "work")[0].step_result();
+  EXPECT_EQ(poison.status(), v1::StepResult::FAILED);
+  EXPECT_EQ(poison.error().code(), "poison_task");
+  EXPECT_NE(poison.error().message().find("started 3 times"), std::string::npos) << poison.error().message();
+  const auto twice = events_of(events.messages, "run-twice", "work")[0].step_result();
+  EXPECT_EQ(twice.status(), v1::StepResult::OK) << twice.error().message();
+  EXPECT_EQ(probe_.calls.load(), 1) << "only run-twice ran its agent";
+  EXPECT_EQ(runtime_->stats().poisoned.load(), 1u);
+  for (const char* run : {"run-poison", "run-twice"}) {
+    std::string key = keys::running(kNs, run, "work", 1);
+    EXPECT_TRUE(wait_until([&] {
+      auto r = redis_cli_->command({"EXISTS", key});
+      return r && r->integer == 0;
+    }, 10s)) << key;
+  }
+}
+
+// Poison tasks, for real: an exec agent that SIGKILLs its own worker. The test
+// restarts the worker after each death (bounded); after --poison-after 2
+// deaths the next worker answers FAILED poison_task instead of dying.
+TEST_F(WorkerTest, AnAgentThatKillsItsWorkerEndsAsAPoisonTask) {
+  std::string dir = testing::make_temp_dir("baton-worker-poison");
+  {
+    std::ofstream f(dir + "/deadly.yaml");
+    f << "name: deadly\nsteps:\n  - id: crash\n    role: echoer\n    agent:\n      kind: exec\n"
+         "      command: [/bin/sh, -c, \"kill -9 $PPID; sleep 5\"]\n";
+  }
+  Reader events(cfg_, keys::events_topic(kNs));
+  v1::Task t = task("run-deadly", {{"x", 1}}, 1, "crash");
+  t.mutable_workflow()->set_name("deadly");
+  t.clear_writes();
+  produce(t);
+  int deaths = 0;
+  bool answered = false;
+  std::string logs;
+  for (int start = 0; start < 5 && !answered; ++start) {
+    testing::Process worker;
+    std::string log = dir + "/worker-" + std::to_string(start) + ".log";
+    ASSERT_TRUE(worker.start({testing::bin_dir() + "/baton-worker", "--role", kRole, "--brokers",
+                              broker_.bootstrap(), "--redis", redis_.address(), "--namespace", kNs, "--workflows", dir,
+                              "--poison-after", "2", "--worker-id", "poison-" + std::to_string(start)},
+                             log));
+    // Either the worker dies (its agent killed it) or the answer comes.
+    auto has_answer = [](const std::vector<kafka::Message>& ms) { return !events_of(ms, "run-deadly").empty(); };
+    ASSERT_TRUE(wait_until(
+        [&] {
+          (void)events.until(has_answer, 100ms);
+          return !worker.running() || has_answer(events.messages);
+        },
+        60s))
+        << testing::read_file(log);
+    answered = !events_of(events.messages, "run-deadly").empty();
+    if (!answered) ++deaths;
+    logs += testing::read_file(log);
+    worker.stop();
+  }
+  ASSERT_TRUE(answered) << logs;
+  EXPECT_EQ(deaths, 2) << logs;
+  auto results = events_of(events.messages, "run-deadly");
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].step_result().status(), v1::StepResult::FAILED);
+  EXPECT_EQ(results[0].step_result().error().code(), "poison_task");
+  testing::remove_tree(dir);
+}
+
 TEST_F(WorkerTest, TheSameTaskTwiceRunsTheAgentOnceAndAnswersTwiceIdentically) {
   start_worker();
   Reader events(cfg_, keys::events_topic(kNs));

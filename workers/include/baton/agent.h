@@ -63,6 +63,7 @@ inline constexpr const char* kAgentError = "agent_error";            // the agen
 inline constexpr const char* kLowScore = "low_score";                // score agent thresholds
 inline constexpr const char* kMissingField = "missing_field";        // extract/validate
 inline constexpr const char* kCheckFailed = "check_failed";          // validate checks
+inline constexpr const char* kPoisonTask = "poison_task";            // the agent killed its worker N times
 }  // namespace errors
 
 struct Usage {

@@ -20,6 +20,7 @@ struct WorkerOptions {
   std::string worker_id;                   // default <hostname>-<pid>
   int fetch_wait_ms = 1;                   // Kafka fetch.wait.max.ms
   int max_batch = 256;                     // tasks per batch
+  int poison_after = 3;                    // a task whose agent killed the worker this often fails (0: off)
   std::string log_level;                   // trace, debug, info, warn, error (default: env or info)
 };
 
