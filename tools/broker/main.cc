@@ -21,6 +21,10 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+#include <memory>
+
+#include "common/http/http.h"
 #include "common/util/keys.h"
 #include "common/util/log.h"
 
@@ -34,6 +38,8 @@ struct Options {
   int brokers = 1;
   std::string bootstrap_file;
   std::string log_level;
+  int control_port = -1;  // -1: no control interface; 0: an ephemeral port
+  std::string control_file;
 };
 
 // Kafka's rule for topic names: [a-zA-Z0-9._-], 1..249 characters.
@@ -93,6 +99,110 @@ bool write_atomically(const std::string& path, const std::string& content) {
     return false;
   }
   return true;
+}
+
+// ---- fault control (loopback HTTP/JSON; see README "Fault control") ----
+using baton::http::json_error;
+using baton::http::Request;
+using baton::http::Response;
+
+Response ok_json(nlohmann::json j) {
+  Response r;
+  r.body = j.dump();
+  return r;
+}
+
+Response mock_result(rd_kafka_resp_err_t err, nlohmann::json ok) {
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return json_error(400, "mock_rejected", rd_kafka_err2str(err));
+  return ok_json(std::move(ok));
+}
+
+// Parses the body as a JSON object; nullopt-like: sets `bad` on failure.
+bool parse_object(const Request& req, nlohmann::json* out, Response* bad) {
+  *out = nlohmann::json::parse(req.body.empty() ? std::string("{}") : req.body, nullptr, false);
+  if (out->is_discarded() || !out->is_object()) {
+    *bad = json_error(400, "bad_json", "body must be a JSON object");
+    return false;
+  }
+  return true;
+}
+
+bool get_int(const nlohmann::json& j, const char* key, long min, long max, long* out, Response* bad) {
+  if (!j.contains(key) || !j[key].is_number_integer()) {
+    *bad = json_error(400, "bad_field", std::string("'") + key + "' must be an integer");
+    return false;
+  }
+  long v = j[key].get<long>();
+  if (v < min || v > max) {
+    *bad = json_error(400, "bad_field", std::string("'") + key + "' out of range [" + std::to_string(min) + ", " +
+                                            std::to_string(max) + "]");
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+Response control(rd_kafka_mock_cluster_t* cluster, int brokers, const Request& req) {
+  if (req.path == "/v1/health") {
+    if (req.method != "GET") return json_error(405, "method_not_allowed", "use GET");
+    return ok_json({{"ok", true}, {"brokers", brokers}});
+  }
+  static const char* kPost[] = {"/v1/broker/down", "/v1/broker/up", "/v1/broker/rtt", "/v1/errors",
+                                "/v1/partition/leader"};
+  bool known = false;
+  for (const char* p : kPost) known = known || req.path == p;
+  if (!known) return json_error(404, "not_found", "unknown path " + req.path);
+  if (req.method != "POST") return json_error(405, "method_not_allowed", "use POST");
+  nlohmann::json j;
+  Response bad;
+  if (!parse_object(req, &j, &bad)) return bad;
+  long broker = 0;
+  if (req.path == "/v1/broker/down" || req.path == "/v1/broker/up") {
+    if (!get_int(j, "broker", 1, brokers, &broker, &bad)) return bad;
+    bool down = req.path == "/v1/broker/down";
+    auto err = down ? rd_kafka_mock_broker_set_down(cluster, static_cast<int32_t>(broker))
+                    : rd_kafka_mock_broker_set_up(cluster, static_cast<int32_t>(broker));
+    spdlog::warn("control: broker {} {}", broker, down ? "down" : "up");
+    return mock_result(err, {{"ok", true}, {"broker", broker}, {"state", down ? "down" : "up"}});
+  }
+  if (req.path == "/v1/broker/rtt") {
+    long rtt = 0;
+    if (!get_int(j, "broker", 1, brokers, &broker, &bad)) return bad;
+    if (!get_int(j, "rtt_ms", 0, 600000, &rtt, &bad)) return bad;
+    spdlog::warn("control: broker {} rtt {} ms", broker, rtt);
+    return mock_result(rd_kafka_mock_broker_set_rtt(cluster, static_cast<int32_t>(broker), static_cast<int>(rtt)),
+                       {{"ok", true}, {"broker", broker}, {"rtt_ms", rtt}});
+  }
+  if (req.path == "/v1/errors") {
+    long api_key = 0;
+    if (!get_int(j, "api_key", 0, 32767, &api_key, &bad)) return bad;
+    if (!j.contains("errors") || !j["errors"].is_array() || j["errors"].empty() || j["errors"].size() > 10000) {
+      return json_error(400, "bad_field", "'errors' must be a non-empty array (at most 10000) of error codes");
+    }
+    std::vector<rd_kafka_resp_err_t> errs;
+    for (const auto& e : j["errors"]) {
+      if (!e.is_number_integer()) return json_error(400, "bad_field", "'errors' must hold integer error codes");
+      long code = e.get<long>();
+      if (code < -200 || code > 1000) return json_error(400, "bad_field", "error code out of range");
+      errs.push_back(static_cast<rd_kafka_resp_err_t>(code));
+    }
+    rd_kafka_mock_push_request_errors_array(cluster, static_cast<int16_t>(api_key), errs.size(), errs.data());
+    spdlog::warn("control: pushed {} error(s) for api key {}", errs.size(), api_key);
+    return ok_json({{"ok", true}, {"api_key", api_key}, {"count", errs.size()}});
+  }
+  // /v1/partition/leader
+  if (!j.contains("topic") || !j["topic"].is_string() || !valid_topic(j["topic"].get<std::string>())) {
+    return json_error(400, "bad_field", "'topic' must be a valid topic name");
+  }
+  long partition = 0;
+  if (!get_int(j, "partition", 0, 1000000, &partition, &bad)) return bad;
+  if (!get_int(j, "broker", -1, brokers, &broker, &bad)) return bad;
+  if (broker == 0) return json_error(400, "bad_field", "'broker' must be 1..brokers, or -1 for no leader");
+  const std::string topic = j["topic"].get<std::string>();
+  spdlog::warn("control: {} [{}] leader -> {}", topic, partition, broker);
+  return mock_result(rd_kafka_mock_partition_set_leader(cluster, topic.c_str(), static_cast<int32_t>(partition),
+                                                        static_cast<int32_t>(broker)),
+                     {{"ok", true}, {"topic", topic}, {"partition", partition}, {"broker", broker}});
 }
 
 int run(const Options& opt) {
@@ -170,6 +280,38 @@ int run(const Options& opt) {
     spdlog::info("topic {} ({} partitions)", t, opt.partitions);
   }
 
+  std::unique_ptr<baton::http::Server> control_server;
+  if (opt.control_port >= 0 || !opt.control_file.empty()) {
+    baton::http::ServerOptions so;
+    so.host = "127.0.0.1";
+    so.port = opt.control_port < 0 ? 0 : opt.control_port;
+    so.threads = 1;
+    so.max_body_bytes = 1 << 20;
+    const int brokers = opt.brokers;
+    auto started = baton::http::Server::start(so, [cluster, brokers](const baton::http::Request& req) {
+      try {
+        return control(cluster, brokers, req);
+      } catch (const std::exception& e) {
+        return baton::http::json_error(400, "bad_request", e.what());
+      }
+    });
+    if (!started.is_ok()) {
+      spdlog::error("cannot start the control server on 127.0.0.1:{}: {}", so.port, started.status().message());
+      shutdown();
+      return 1;
+    }
+    control_server = std::move(started.value());
+    const std::string caddr = "127.0.0.1:" + std::to_string(control_server->port());
+    if (!opt.control_file.empty() && !write_atomically(opt.control_file, caddr + "\n")) {
+      spdlog::error("cannot write control file {}: {}", opt.control_file, std::strerror(errno));
+      control_server->stop();
+      shutdown();
+      return 1;
+    }
+    std::cout << "control=" << caddr << std::endl;
+    spdlog::info("fault control on http://{}", caddr);
+  }
+
   if (!opt.bootstrap_file.empty() && !write_atomically(opt.bootstrap_file, bootstrap + "\n")) {
     spdlog::error("cannot write bootstrap file {}: {}", opt.bootstrap_file, std::strerror(errno));
     shutdown();
@@ -183,7 +325,9 @@ int run(const Options& opt) {
   while (sigwait(&stop_signals, &sig) != 0) {
   }
   spdlog::info("signal {} received, shutting down", sig);
+  if (control_server) control_server->stop();  // handlers use the cluster: stop them first
   shutdown();
+  if (!opt.control_file.empty()) std::remove(opt.control_file.c_str());
   // The address is dead now; a stale file would mislead the next reader.
   if (!opt.bootstrap_file.empty()) std::remove(opt.bootstrap_file.c_str());
   return 0;
@@ -205,6 +349,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--bootstrap-file", opt.bootstrap_file,
                  "write the bootstrap address and a newline here (atomically) once serving");
+  app.add_option("--control-port", opt.control_port,
+                 "serve the fault-control HTTP API on 127.0.0.1:PORT (0: ephemeral); off by default")
+      ->check(CLI::Range(0, 65535));
+  app.add_option("--control-file", opt.control_file,
+                 "write the control address (127.0.0.1:PORT) and a newline here; implies the control API");
   app.add_option("--log-level", opt.log_level, "trace, debug, info, warn, error (default: BATON_LOG_LEVEL or info)");
   CLI11_PARSE(app, argc, argv);
 
