@@ -359,16 +359,23 @@ TEST(Coordinator, KilledMidFlightAndRestartedFinishesEveryRunOnce) {
   EXPECT_GE(max_epoch, 2);
 }
 
+// Replica 1, then replica 0 (whose API the runs are started through), then
+// the workers; `survivor` is replica 1's API.
+void start_two_replicas(Fleet& f, std::string& survivor) {
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE(f.start_coordinator(1)) << f.coordinator_log();
+  survivor = f.api();
+  ASSERT_TRUE(f.start_coordinator(0)) << f.coordinator_log();
+  ASSERT_TRUE(f.start_workers());
+}
+
 // Two replicas in one consumer group; the one that took the runs gets SIGTERM
 // mid-flight: it finishes its transition, commits, leaves the group and exits
 // 0; the other takes its partitions over (new epochs) and ends every run once.
 TEST(Coordinator, TwoReplicasOneStoppedGracefullyMidFlightFinishEveryRunOnce) {
   Fleet f;
-  ASSERT_TRUE(f.ok());
-  ASSERT_TRUE(f.start_coordinator(1)) << f.coordinator_log();
-  const std::string survivor = f.api();
-  ASSERT_TRUE(f.start_coordinator(0)) << f.coordinator_log();
-  ASSERT_TRUE(f.start_workers());
+  std::string survivor;
+  ASSERT_NO_FATAL_FAILURE(start_two_replicas(f, survivor));
   LeadRuns runs;
   ASSERT_NO_FATAL_FAILURE(start_leads(f, runs));
   f.coordinator(0).signal(SIGTERM);
@@ -387,11 +394,8 @@ TEST(Coordinator, TwoReplicasOneStoppedGracefullyMidFlightFinishEveryRunOnce) {
 // ends once, before and after it woke up.
 TEST(Coordinator, APausedReplicaLetsItsPartitionsGoAndAppliesNothingTwice) {
   Fleet f;
-  ASSERT_TRUE(f.ok());
-  ASSERT_TRUE(f.start_coordinator(1)) << f.coordinator_log();
-  const std::string survivor = f.api();
-  ASSERT_TRUE(f.start_coordinator(0)) << f.coordinator_log();
-  ASSERT_TRUE(f.start_workers());
+  std::string survivor;
+  ASSERT_NO_FATAL_FAILURE(start_two_replicas(f, survivor));
   auto epochs = [&] {
     int sum = 0;
     for (int p = 0; p < 4; ++p) {
