@@ -292,6 +292,42 @@ SoakResult run_soak(const SoakOptions& o) {
   }
   tap.start();
 
+  std::set<std::string> warm;  // warm-up runs: not part of the soak's checks
+  // ---- warm-up: one run per workflow must end before the soak starts, so
+  // that every consumer group has settled (a new group's first rebalance
+  // waits for the session timeout) and latency measures the soak ----
+  {
+    auto apis = cluster.live_apis();
+    auto wrc = redis_client(cluster.redis_address());
+    for (const auto& f : flavors) {
+      json input = f.inputs.front();
+      std::string id = "warm-" + f.prefix + "-" + std::to_string(o.seed);
+      input[f.id_field] = id;
+      json body = {{"workflow", f.workflow}, {"input", input}, {"dedupe_key", id}};
+      for (int i = 0; i < 20; ++i) {
+        auto r = http::request("POST", apis.at(0) + "/v1/runs", body.dump(), 3000, {{"X-Baton-User", "chaos-driver"}});
+        if (r && r->status == 202) break;
+        sleep_ms(500);
+      }
+      warm.insert(run_id_for_dedupe(f.workflow, id));
+    }
+    const int64_t warm_deadline = mono_ms() + 90000;
+    bool ended = false;
+    while (!ended && mono_ms() < warm_deadline && wrc) {
+      ended = true;
+      for (const auto& id : warm) {
+        auto r = wrc->command({"HGET", keys::run(o.ns, id), "status"});
+        if (!r || r->is_nil() || r->str == "running" || r->str == "waiting") ended = false;
+      }
+      if (!ended) sleep_ms(200);
+    }
+    if (!ended) {
+      res.setup = unavailable("the warm-up runs did not end within 90 s");
+      res.logs = cluster.log_tails(3000);
+      return res;
+    }
+  }
+
   // ---- starters: each run at its time, over HTTP (falling back to the
   // triggers topic) or over the triggers topic ----
   const int64_t t0 = mono_ms();
@@ -571,7 +607,8 @@ SoakResult run_soak(const SoakOptions& o) {
   CheckInput in;
   in.ns = o.ns;
   in.runs = runs;
-  in.sink = sink.requests();
+  for (auto& r : sink.requests())
+    if (!warm.count(r.run_id)) in.sink.push_back(std::move(r));
   in.effect_steps = {{"book", "booking_id"}, {"post", "entry_id"}, {"hold", "hold_id"}, {"publish", "post_id"}};
   in.faults = injected;
   in.seed = o.seed;
