@@ -199,7 +199,7 @@ Result<Report> check(redis::Client& rc, const CheckInput& in) {
     // The audit trail.
     int started = 0, completed = 0, excepted = 0;
     std::map<std::string, std::set<uint32_t>> results, disp;
-    std::map<std::string, int> decisions;
+    std::map<std::string, int> decisions, timeouts;
     for (const auto& a : d.audit) {
       if (a.kind == "run_started") {
         ++started;
@@ -224,6 +224,12 @@ Result<Report> check(redis::Client& rc, const CheckInput& in) {
         if (!results[step].insert(static_cast<uint32_t>(at)).second) {
           ++rep.events_applied_twice;
           violate("audit", sr.run_id, "result of " + step + " attempt " + std::to_string(at) + " applied twice");
+        }
+      } else if (a.kind == "step_timeout") {
+        std::string key = str_field(a.detail, "step") + ":" + std::to_string(int_field(a.detail, "attempt"));
+        if (++timeouts[key] > 1) {
+          ++rep.events_applied_twice;
+          violate("audit", sr.run_id, "timeout of " + key + " applied twice");
         }
       } else if (a.kind == "stale_result") {
         ++rep.stale_results;
@@ -258,6 +264,64 @@ Result<Report> check(redis::Client& rc, const CheckInput& in) {
       dispatched[{sr.run_id, step}] = std::move(set);
     }
   }
+  // ---- the partitions' sets: a running run must be in active:<p> (a new
+  // owner reloads only those) and each running step must have its timeout
+  // timer (a lost task is retried only by it); an ended run must be in neither.
+  std::set<int64_t> partitions;
+  for (const auto& [id, d] : runs)
+    if (d.hash.count("partition")) partitions.insert(to_i64(d.hash.at("partition")));
+  std::map<int64_t, std::set<std::string>> active;
+  std::set<std::string> timers;  // members of every timers:<p>
+  if (!partitions.empty()) {
+    std::vector<std::string> ks;
+    for (int64_t p : partitions) {
+      ks.push_back(keys::active(in.ns, static_cast<int32_t>(p)));
+      ks.push_back(keys::timers(in.ns, static_cast<int32_t>(p)));
+    }
+    for (std::size_t i = 0; i < ks.size(); i += 2) {
+      rc.append({"SMEMBERS", ks[i]});
+      rc.append({"ZRANGE", ks[i + 1], "0", "-1"});
+    }
+    auto replies = rc.exec();
+    if (!replies) return replies.status();
+    std::size_t i = 0;
+    for (int64_t p : partitions) {
+      const auto& a = (*replies)[i++];
+      const auto& t = (*replies)[i++];
+      if (a.is_error() || t.is_error()) return unavailable("checker: redis error: " + a.str + t.str);
+      for (const auto& m : a.elements) active[p].insert(m.str);
+      for (const auto& m : t.elements) timers.insert(m.str);
+    }
+  }
+  for (const auto& sr : in.runs) {
+    const RunData& d = runs[sr.run_id];
+    if (d.hash.empty()) continue;
+    const std::string status = d.hash.count("status") ? d.hash.at("status") : "";
+    const bool ended = status == "completed" || status == "exception" || status == "cancelled";
+    const int64_t p = d.hash.count("partition") ? to_i64(d.hash.at("partition")) : -1;
+    const bool in_active = active[p].count(sr.run_id) > 0;
+    if (ended && in_active) violate("ended", sr.run_id, status + " but still in active:" + std::to_string(p));
+    if (!ended && !in_active)
+      violate("stuck", sr.run_id, status + " but not in active:" + std::to_string(p) + " (no takeover reloads it)");
+    std::size_t left = 0;
+    const std::string prefix = sr.run_id + "|";
+    for (auto it = timers.lower_bound(prefix); it != timers.end() && it->rfind(prefix, 0) == 0; ++it) ++left;
+    if (ended) rep.timers_left += left;
+    if (ended) continue;
+    for (const auto& [f, v] : d.hash) {
+      if (f.rfind("step:", 0) != 0) continue;
+      auto sj = parse_json(v, limits::kMaxMessageBytes);
+      if (!sj || !sj->is_object()) continue;
+      const std::string st = str_field(*sj, "s");
+      const std::string instance = f.substr(5);
+      const std::string attempt = std::to_string(int_field(*sj, "a"));
+      if (st == "running" && !timers.count(prefix + "timeout|" + instance + "|" + attempt))
+        violate("stuck", sr.run_id, instance + " attempt " + attempt + " is running without its timeout timer");
+      if (st == "retry_wait" && !timers.count(prefix + "retry|" + instance + "|" + attempt))
+        violate("stuck", sr.run_id, instance + " waits for a retry without its retry timer");
+    }
+  }
+
   rep.p50_ms = percentile(latencies, 50);
   rep.p99_ms = percentile(latencies, 99);
   rep.max_ms = latencies.empty() ? -1 : latencies.back();
@@ -452,7 +516,7 @@ std::string Report::table() const {
                      " by superseded attempts, " + std::to_string(duplicate_deliveries) + " duplicate deliveries, " +
                      std::to_string(sink_requests) + " requests");
   row("retried attempts", std::to_string(retried_attempts) + " (" + std::to_string(stale_results) +
-                              " stale results ignored)");
+                              " stale results ignored, " + std::to_string(timers_left) + " timers left on ended runs)");
   row("run latency", "p50 " + ms(p50_ms) + ", p99 " + ms(p99_ms) + ", max " + ms(max_ms));
   row("soak / drain", ms(soak_ms) + " / " + ms(drain_ms));
   row("violations", std::to_string(violations.size()));

@@ -8,12 +8,15 @@
 //   ended      every run is completed, or is an exception with a reason and in
 //              the exceptions zset (and a completed run is not in that zset);
 //              a run still running or waiting is *stuck* (the caller drains
-//              with a bounded wait before calling check);
+//              with a bounded wait before calling check); a running run is in
+//              active:<p> and each running step has its timeout timer (else
+//              no takeover or timeout would ever move it), an ended run is not
+//              in active:<p> and has no task left in its outbox;
 //   audit      one run_started, one ending entry that matches the run's status;
 //              each (step, attempt) dispatched once, attempts 1..n without
 //              gaps, each dispatched attempt's result applied at most once
 //              (step_result) and never without its dispatch; one decision per
-//              gate: no event applied twice;
+//              gate, one timeout per attempt: no event applied twice;
 //   records    each record equals the replay of its record_written entries
 //              (all runs' entries for that record, by version): versions
 //              1..n without gaps or repeats, each entry's old values equal the
@@ -78,6 +81,7 @@ struct Report {
   std::size_t stale_results = 0;          // late or duplicate results recorded and ignored
   std::size_t records = 0, record_mismatches = 0;
   std::size_t retried_attempts = 0;       // dispatches beyond each step's first
+  std::size_t timers_left = 0;            // timers of ended runs still in timers:<p> (they fire into nothing)
   int64_t p50_ms = -1, p99_ms = -1, max_ms = -1;
   std::map<std::string, int> faults;
   uint64_t seed = 0;

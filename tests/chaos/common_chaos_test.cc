@@ -252,6 +252,34 @@ TEST_F(CheckerTest, ARunStillRunningIsStuckAndAnExceptionNeedsAReasonAndTheQueue
   EXPECT_EQ(ended, 2) << r.violations_text();  // no reason, not in the zset
 }
 
+TEST_F(CheckerTest, PartitionSetsMustMatchTheRunsState) {
+  std::string done = completed_run("1");
+  cmd({"HSET", keys::run(kNs, done), "partition", "3"});
+  cmd({"SADD", keys::active(kNs, 3), done});  // ended, yet a takeover would reload it
+  // Running, in active:<p>, its step's timeout timer in place: fine.
+  cmd({"HSET", keys::run(kNs, "ok-run"), "status", "running", "partition", "3", "step:a", R"({"s":"running","a":2})"});
+  cmd({"SADD", keys::active(kNs, 3), "ok-run"});
+  cmd({"ZADD", keys::timers(kNs, 3), "1", "ok-run|timeout|a|2"});
+  audit("ok-run", "run_started", json::object());
+  // Running but its timer is for another attempt.
+  cmd({"HSET", keys::run(kNs, "no-timer"), "status", "running", "partition", "3", "step:a",
+       R"({"s":"running","a":1})"});
+  cmd({"SADD", keys::active(kNs, 3), "no-timer"});
+  cmd({"ZADD", keys::timers(kNs, 3), "1", "no-timer|timeout|a|2"});
+  audit("no-timer", "run_started", json::object());
+  in_.runs.push_back({"ok-run", "w", 1});
+  in_.runs.push_back({"no-timer", "w", 1});
+  Report r = run_check();
+  std::vector<std::string> got;
+  for (const auto& v : r.violations) got.push_back(v.invariant + " " + v.run_id + ": " + v.detail);
+  ASSERT_EQ(got.size(), 4u) << r.violations_text();
+  // Both running runs are stuck (not ended after the drain), one also lacks its timer.
+  EXPECT_EQ(r.stuck, 2u);
+  EXPECT_NE(r.violations_text().find("still in active:3"), std::string::npos);
+  EXPECT_NE(r.violations_text().find("no-timer: a attempt 1 is running without its timeout timer"), std::string::npos)
+      << r.violations_text();
+}
+
 TEST_F(CheckerTest, AResultAppliedTwiceIsAnEventAppliedTwice) {
   std::string run = completed_run("1");
   audit(run, "step_result", {{"step", "respond"}, {"attempt", 1}, {"status", "OK"}});
