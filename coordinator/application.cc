@@ -733,6 +733,46 @@ void Application::scan_timers() {
     return;
   }
   if (due->empty()) return;
+  // A due timeout whose attempt's record write is already applied (its memo
+  // says OK) belongs to a result that a previous owner was applying when it
+  // died or stalled between the record write and the run's transition: that
+  // result is on the partition past the applied offset and comes again.
+  // Timing the attempt out first would leave the write in the record with no
+  // audit entry (found by the chaos suite, seed 11), so such a timeout waits
+  // (it stays due and is looked at again next scan), bounded in case the
+  // result never comes.
+  std::unordered_set<std::string> waiting;
+  {
+    std::vector<std::string> memo_keys, members;
+    for (const auto& [p, member] : *due) {
+      std::string run_id, step;
+      TimerKind kind;
+      uint32_t attempt = 0;
+      if (!parse_timer_member(member, run_id, kind, step, attempt) || kind != TimerKind::kTimeout) continue;
+      auto pit = partitions_.find(p);
+      if (pit == partitions_.end()) continue;
+      auto rit = pit->second.runs.find(run_id);
+      if (rit == pit->second.runs.end() || rit->second.record_key.empty()) continue;
+      auto sit = rit->second.steps.find(step);
+      if (sit == rit->second.steps.end() || sit->second.status != StepStatus::kRunning ||
+          sit->second.attempt != attempt)
+        continue;
+      auto wf = registry_.find(rit->second.workflow, rit->second.version);
+      const workflow::Step* st = wf ? wf->find_step(step_of(step)) : nullptr;
+      if (!st || now > sit->second.dispatched_ms + 3 * st->timeout_ms + 30000) continue;
+      memo_keys.push_back(keys::record_write_memo(opts_.ns, rit->second.record_key,
+                                                  run_id + ":" + step + ":" + std::to_string(attempt)));
+      members.push_back(member);
+    }
+    if (!memo_keys.empty()) {
+      redis::Client& c = store_->client();
+      for (const auto& k : memo_keys) c.append({"GET", k});
+      auto replies = c.exec();
+      if (replies && replies->size() == memo_keys.size())
+        for (std::size_t i = 0; i < memo_keys.size(); ++i)
+          if ((*replies)[i].is_string() && (*replies)[i].str.rfind("[\"OK\"", 0) == 0) waiting.insert(members[i]);
+    }
+  }
   struct Fired {
     int32_t p;
     std::string run_id;
@@ -741,6 +781,7 @@ void Application::scan_timers() {
   std::vector<Fired> fired;
   std::unordered_map<int32_t, std::vector<std::string>> orphans;
   for (const auto& [p, member] : *due) {
+    if (waiting.count(member)) continue;
     std::string run_id, step;
     TimerKind kind;
     uint32_t attempt = 0;
