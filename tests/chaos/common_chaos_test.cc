@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -70,6 +71,13 @@ TEST(ChaosSink, RefusesRequestsWithoutAKeyAndFailsOnRequest) {
   EXPECT_EQ(sink.handle(effect("r:s:1")).status, 503);
   EXPECT_EQ(sink.handle(effect("r:s:1")).status, 201);
   EXPECT_EQ(sink.applied_count(), 1u);
+  // Slow answers are still applied once.
+  sink.slow_next(1, 50);
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(sink.handle(effect("r:s:2")).status, 201);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(50));
+  EXPECT_EQ(sink.handle(effect("r:s:2")).status, 200);
+  EXPECT_EQ(sink.applied_count(), 2u);
 }
 
 TEST(ChaosSink, ParsesKeysWhoseStepIsAnInstance) {

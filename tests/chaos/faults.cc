@@ -17,6 +17,7 @@ const char* fault_name(FaultKind k) {
     case FaultKind::kLeaderMove: return "leader_move";
     case FaultKind::kDuplicateDelivery: return "duplicate_delivery";
     case FaultKind::kSinkErrors: return "sink_errors";
+    case FaultKind::kSinkSlow: return "sink_slow";
   }
   return "?";
 }
@@ -50,6 +51,8 @@ std::string Fault::describe() const {
     case FaultKind::kLeaderMove: return s;
     case FaultKind::kDuplicateDelivery: return s + " (" + std::to_string(param) + " messages)";
     case FaultKind::kSinkErrors: return s + " (" + std::to_string(param) + " requests)";
+    case FaultKind::kSinkSlow:
+      return s + " (" + std::to_string(param) + " requests, " + std::to_string(duration_ms) + " ms late)";
   }
   return s;
 }
@@ -57,7 +60,7 @@ std::string Fault::describe() const {
 std::vector<Fault> make_schedule(uint64_t seed, const ScheduleOptions& o) {
   Rng rng(seed ^ 0x5eed5eed5eed5eedull);
   // Relative weights of the kinds after the first round of one each.
-  static const int kWeights[kFaultKinds] = {3, 2, 2, 2, 2, 2, 2, 2, 1, 3, 1};
+  static const int kWeights[kFaultKinds] = {3, 2, 2, 2, 2, 2, 2, 2, 1, 3, 1, 1};
   int total = 0;
   for (int w : kWeights) total += w;
   std::vector<FaultKind> kinds;
@@ -100,6 +103,11 @@ std::vector<Fault> make_schedule(uint64_t seed, const ScheduleOptions& o) {
       case FaultKind::kLeaderMove: break;
       case FaultKind::kDuplicateDelivery: f.param = rng.range(1, 20); break;
       case FaultKind::kSinkErrors: f.param = rng.range(1, 6); break;
+      case FaultKind::kSinkSlow:
+        // Past the http agent's 3 s timeout_ms: it calls again with the same key.
+        f.param = rng.range(1, 4);
+        f.duration_ms = rng.range(3200, 5000);
+        break;
     }
     out.push_back(f);
   }

@@ -25,8 +25,9 @@ enum class FaultKind {
   kLeaderMove,         // a partition's leader moves to another broker
   kDuplicateDelivery,  // `param` consumed task/event/trigger messages produced again
   kSinkErrors,         // the effect sink answers 503 to the next `param` requests
+  kSinkSlow,           // the effect sink applies the next `param` requests but answers `duration_ms` late
 };
-inline constexpr int kFaultKinds = 11;
+inline constexpr int kFaultKinds = 12;
 
 const char* fault_name(FaultKind k);
 

@@ -1,5 +1,8 @@
 #include "tests/chaos/sink.h"
 
+#include <chrono>
+#include <thread>
+
 #include <nlohmann/json.hpp>
 
 #include "common/util/ids.h"
@@ -48,6 +51,12 @@ void EffectSink::fail_next(int n) {
   fail_next_ += n;
 }
 
+void EffectSink::slow_next(int n, int delay_ms) {
+  std::lock_guard<std::mutex> lk(mu_);
+  slow_next_ += n;
+  slow_ms_ = delay_ms;
+}
+
 std::vector<SinkRequest> EffectSink::requests() const {
   std::lock_guard<std::mutex> lk(mu_);
   return requests_;
@@ -78,38 +87,48 @@ http::Response EffectSink::handle(const http::Request& req) {
   if (k != req.headers.end()) r.key = k->second;
   auto body = parse_json_object(req.body);
 
-  std::lock_guard<std::mutex> lk(mu_);
-  auto refuse = [&](int status, const std::string& code, const std::string& why) {
-    r.status = status;
+  int delay_ms = 0;
+  http::Response answer = [&] {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto refuse = [&](int status, const std::string& code, const std::string& why) {
+      r.status = status;
+      requests_.push_back(r);
+      return http::json_error(status, code, why);
+    };
+    if (!parse_idempotency_key(r.key, &r.run_id, &r.step, &r.attempt))
+      return refuse(400, "bad_key", "Idempotency-Key must be <run>:<step>:<attempt>");
+    if (!body) return refuse(400, "bad_body", "body must be a JSON object");
+    if (fail_next_ > 0) {
+      --fail_next_;
+      return refuse(503, "unavailable", "the sink is failing on purpose (chaos)");
+    }
+    if (slow_next_ > 0) {
+      --slow_next_;
+      delay_ms = slow_ms_;
+    }
+    if (auto a = answers_.find(r.key); a != answers_.end()) {
+      r.status = 200;
+      r.effect_id = effect_ids_[r.key];
+      requests_.push_back(r);
+      json again = json::parse(a->second);
+      again["applied"] = false;
+      return http::Response{200, "application/json", again.dump(), {}};
+    }
+    r.status = 201;
+    r.applied = true;
+    r.effect_id = "E-" + std::to_string(next_effect_++);
+    ++applied_;
+    json out = *body;
+    out["effect_id"] = r.effect_id;
+    out["applied"] = true;
+    answers_[r.key] = out.dump();
+    effect_ids_[r.key] = r.effect_id;
     requests_.push_back(r);
-    return http::json_error(status, code, why);
-  };
-  if (!parse_idempotency_key(r.key, &r.run_id, &r.step, &r.attempt))
-    return refuse(400, "bad_key", "Idempotency-Key must be <run>:<step>:<attempt>");
-  if (!body) return refuse(400, "bad_body", "body must be a JSON object");
-  if (fail_next_ > 0) {
-    --fail_next_;
-    return refuse(503, "unavailable", "the sink is failing on purpose (chaos)");
-  }
-  if (auto a = answers_.find(r.key); a != answers_.end()) {
-    r.status = 200;
-    r.effect_id = effect_ids_[r.key];
-    requests_.push_back(r);
-    json again = json::parse(a->second);
-    again["applied"] = false;
-    return {200, "application/json", again.dump(), {}};
-  }
-  r.status = 201;
-  r.applied = true;
-  r.effect_id = "E-" + std::to_string(next_effect_++);
-  ++applied_;
-  json answer = *body;
-  answer["effect_id"] = r.effect_id;
-  answer["applied"] = true;
-  answers_[r.key] = answer.dump();
-  effect_ids_[r.key] = r.effect_id;
-  requests_.push_back(r);
-  return {201, "application/json", answer.dump(), {}};
+    return http::Response{201, "application/json", out.dump(), {}};
+  }();
+  // Outside the lock: other requests go on while this answer is late.
+  if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+  return answer;
 }
 
 }  // namespace baton::chaos

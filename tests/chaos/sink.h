@@ -11,7 +11,10 @@
 //   * a request without a well-formed key, or with a body that is not a JSON
 //     object, gets 400 and is recorded as refused.
 // fail_next(n) makes the next n requests answer 503 without applying anything
-// (a flaky tool, one of the suite's faults). GET /v1/health answers 200.
+// (a flaky tool, one of the suite's faults); slow_next(n, ms) applies the next
+// n requests as usual but answers them `ms` late (a tool whose answer is lost
+// to the caller's timeout: the caller retries the same key). GET /v1/health
+// answers 200.
 //
 // Thread-safe: handlers run on the server's threads; every accessor takes the
 // same mutex and returns copies.
@@ -62,6 +65,8 @@ class EffectSink {
   // The next `n` effect requests answer 503 (nothing applied, nothing recorded
   // as applied; the request is still recorded with status 503).
   void fail_next(int n);
+  // The next `n` effect requests are answered `delay_ms` late (applied first).
+  void slow_next(int n, int delay_ms);
 
   std::vector<SinkRequest> requests() const;
   std::size_t request_count() const;
@@ -78,6 +83,8 @@ class EffectSink {
   uint64_t next_effect_ = 1;
   std::size_t applied_ = 0;
   int fail_next_ = 0;
+  int slow_next_ = 0;
+  int slow_ms_ = 0;
   std::unique_ptr<http::Server> server_;
 };
 

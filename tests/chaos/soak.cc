@@ -537,6 +537,10 @@ SoakResult run_soak(const SoakOptions& o) {
       case FaultKind::kSinkErrors:
         sink.fail_next(static_cast<int>(f.param));
         return done("next " + std::to_string(f.param) + " sink requests answer 503");
+      case FaultKind::kSinkSlow:
+        sink.slow_next(static_cast<int>(f.param), static_cast<int>(f.duration_ms));
+        return done("next " + std::to_string(f.param) + " sink requests answered " + std::to_string(f.duration_ms) +
+                    " ms late");
     }
   };
   (void)fault_rng;
