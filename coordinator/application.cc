@@ -733,17 +733,22 @@ void Application::scan_timers() {
     return;
   }
   if (due->empty()) return;
-  // A due timeout whose attempt's record write is already applied (its memo
-  // says OK) belongs to a result that a previous owner was applying when it
-  // died or stalled between the record write and the run's transition: that
-  // result is on the partition past the applied offset and comes again.
-  // Timing the attempt out first would leave the write in the record with no
-  // audit entry (found by the chaos suite, seed 11), so such a timeout waits
-  // (it stays due and is looked at again next scan), bounded in case the
-  // result never comes.
+  // A timeout and a result of the same attempt race for the attempt's record
+  // write; the write's memo key ({rec}:w:<run>:<step>:<attempt>, in the
+  // record's slot) decides. Before timing out an attempt of a step that
+  // writes, the owner sets that memo to a COLLISION answer if it is absent: a
+  // late write of the attempt (a zombie owner's, or a slow result's) then
+  // writes nothing. If the memo already says OK, the result won: a previous
+  // owner died or stalled between the record write and the run's transition,
+  // and the result is on the partition past the applied offset and comes
+  // again. Timing the attempt out would leave the write in the record with
+  // no audit entry (found by the chaos suite, seed 11), so such a timeout
+  // waits (it stays due and is looked at again next scan), bounded in case
+  // the result never comes.
   std::unordered_set<std::string> waiting;
   {
     std::vector<std::string> memo_keys, members;
+    std::vector<int64_t> wait_until;
     for (const auto& [p, member] : *due) {
       std::string run_id, step;
       TimerKind kind;
@@ -759,18 +764,28 @@ void Application::scan_timers() {
         continue;
       auto wf = registry_.find(rit->second.workflow, rit->second.version);
       const workflow::Step* st = wf ? wf->find_step(step_of(step)) : nullptr;
-      if (!st || now > sit->second.dispatched_ms + 3 * st->timeout_ms + 30000) continue;
+      if (!st || st->writes.empty()) continue;
       memo_keys.push_back(keys::record_write_memo(opts_.ns, rit->second.record_key,
                                                   run_id + ":" + step + ":" + std::to_string(attempt)));
       members.push_back(member);
+      wait_until.push_back(sit->second.dispatched_ms + 3 * st->timeout_ms + 30000);
     }
     if (!memo_keys.empty()) {
       redis::Client& c = store_->client();
-      for (const auto& k : memo_keys) c.append({"GET", k});
+      for (const auto& k : memo_keys) {
+        c.append({"SET", k, "[\"COLLISION\",0]", "NX", "EX", "604800"});  // as baton_record_write memoises
+        c.append({"GET", k});
+      }
       auto replies = c.exec();
-      if (replies && replies->size() == memo_keys.size())
-        for (std::size_t i = 0; i < memo_keys.size(); ++i)
-          if ((*replies)[i].is_string() && (*replies)[i].str.rfind("[\"OK\"", 0) == 0) waiting.insert(members[i]);
+      if (!replies || replies->size() != 2 * memo_keys.size()) {
+        // Not decided: leave these timeouts due for the next scan.
+        for (const auto& m : members) waiting.insert(m);
+      } else {
+        for (std::size_t i = 0; i < memo_keys.size(); ++i) {
+          const auto& got = (*replies)[2 * i + 1];
+          if (got.is_string() && got.str.rfind("[\"OK\"", 0) == 0 && now <= wait_until[i]) waiting.insert(members[i]);
+        }
+      }
     }
   }
   struct Fired {

@@ -133,7 +133,7 @@ TEST(ChaosChecker, PercentileIsByNearestRank) {
 }
 
 // Hand-made Redis state shaped like the coordinator's (docs/ARCHITECTURE.md §4).
-class CheckerTest : public ::testing::Test {
+class ChaosCheckerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(redis_.ok());
@@ -212,7 +212,7 @@ class CheckerTest : public ::testing::Test {
   CheckInput in_;
 };
 
-TEST_F(CheckerTest, ACleanSoakPasses) {
+TEST_F(ChaosCheckerTest, ACleanSoakPasses) {
   completed_run("1");
   std::string run = "run-x";
   cmd({"HSET", keys::run(kNs, run), "status", "exception", "reason", "needs_review", "ended", "2000"});
@@ -237,7 +237,7 @@ TEST_F(CheckerTest, ACleanSoakPasses) {
   EXPECT_NE(r.table().find("p99 2.50 s"), std::string::npos) << r.table();
 }
 
-TEST_F(CheckerTest, ARunMissingFromRedisIsLost) {
+TEST_F(ChaosCheckerTest, ARunMissingFromRedisIsLost) {
   completed_run("1");
   in_.runs.push_back({"never-written", "lead-to-meeting", 1});
   Report r = run_check();
@@ -245,7 +245,7 @@ TEST_F(CheckerTest, ARunMissingFromRedisIsLost) {
   EXPECT_TRUE(has(r, "lost"));
 }
 
-TEST_F(CheckerTest, ARunStillRunningIsStuckAndAnExceptionNeedsAReasonAndTheQueue) {
+TEST_F(ChaosCheckerTest, ARunStillRunningIsStuckAndAnExceptionNeedsAReasonAndTheQueue) {
   cmd({"HSET", keys::run(kNs, "r-run"), "status", "running", "step:a", R"({"s":"running","a":1})"});
   audit("r-run", "run_started", json::object());
   cmd({"HSET", keys::run(kNs, "r-exc"), "status", "exception", "reason", "", "ended", "5"});
@@ -260,7 +260,7 @@ TEST_F(CheckerTest, ARunStillRunningIsStuckAndAnExceptionNeedsAReasonAndTheQueue
   EXPECT_EQ(ended, 2) << r.violations_text();  // no reason, not in the zset
 }
 
-TEST_F(CheckerTest, PartitionSetsMustMatchTheRunsState) {
+TEST_F(ChaosCheckerTest, PartitionSetsMustMatchTheRunsState) {
   std::string done = completed_run("1");
   cmd({"HSET", keys::run(kNs, done), "partition", "3"});
   cmd({"SADD", keys::active(kNs, 3), done});  // ended, yet a takeover would reload it
@@ -288,7 +288,7 @@ TEST_F(CheckerTest, PartitionSetsMustMatchTheRunsState) {
       << r.violations_text();
 }
 
-TEST_F(CheckerTest, AResultAppliedTwiceIsAnEventAppliedTwice) {
+TEST_F(ChaosCheckerTest, AResultAppliedTwiceIsAnEventAppliedTwice) {
   std::string run = completed_run("1");
   audit(run, "step_result", {{"step", "respond"}, {"attempt", 1}, {"status", "OK"}});
   Report r = run_check();
@@ -296,7 +296,7 @@ TEST_F(CheckerTest, AResultAppliedTwiceIsAnEventAppliedTwice) {
   EXPECT_TRUE(has(r, "audit"));
 }
 
-TEST_F(CheckerTest, ARecordThatDiffersFromItsAuditReplayIsCaught) {
+TEST_F(ChaosCheckerTest, ARecordThatDiffersFromItsAuditReplayIsCaught) {
   completed_run("1");
   cmd({"HSET", keys::record(kNs, "lead:1"), "source", R"("tampered")"});
   Report r = run_check();
@@ -304,7 +304,7 @@ TEST_F(CheckerTest, ARecordThatDiffersFromItsAuditReplayIsCaught) {
   EXPECT_TRUE(has(r, "record"));
 }
 
-TEST_F(CheckerTest, AVersionGapInARecordIsCaught) {
+TEST_F(ChaosCheckerTest, AVersionGapInARecordIsCaught) {
   std::string run = completed_run("1");
   audit(run, "record_written", {{"step", "book"}, {"record", "lead:1"}, {"version", 4},
                                 {"fields", {{"booking_id", {{"old", "E-1"}, {"new", "E-1"}}}}}});
@@ -313,7 +313,7 @@ TEST_F(CheckerTest, AVersionGapInARecordIsCaught) {
   EXPECT_TRUE(has(r, "record")) << r.violations_text();
 }
 
-TEST_F(CheckerTest, AnEffectOfAnAttemptNeverDispatchedIsADuplicatedEffect) {
+TEST_F(ChaosCheckerTest, AnEffectOfAnAttemptNeverDispatchedIsADuplicatedEffect) {
   std::string run = completed_run("1");
   SinkRequest s = in_.sink.back();
   s.attempt = 3;
@@ -327,7 +327,7 @@ TEST_F(CheckerTest, AnEffectOfAnAttemptNeverDispatchedIsADuplicatedEffect) {
   EXPECT_TRUE(has(r, "effect"));
 }
 
-TEST_F(CheckerTest, AnAcceptedResultWhoseEffectIsMissingOrAnotherIsCaught) {
+TEST_F(ChaosCheckerTest, AnAcceptedResultWhoseEffectIsMissingOrAnotherIsCaught) {
   completed_run("1");
   completed_run("2");
   // Run 1: the sink never applied the accepted attempt.

@@ -157,5 +157,60 @@ TEST(ChaosRegression, ATakeoverAppliesAHalfAppliedResultBeforeItsDueTimeout) {
   remove_tree(dir);
 }
 
+// The other side of the same race: a coordinator paused past its group
+// session (a zombie, as the chaos suite's long pause_coordinator makes) wakes
+// up with a late result of an attempt the new owner has already timed out.
+// Its record write (phase 1 is not fenced by the partition epoch) must write
+// nothing, else the record keeps a stale attempt's write that no audit entry
+// shows.
+TEST(ChaosRegression, ALateRecordWriteOfATimedOutAttemptWritesNothing) {
+  Broker broker(4, kNs, "writer");
+  RedisServer redis;
+  ASSERT_TRUE(broker.ok() && redis.ok());
+  std::string dir = make_temp_dir("baton-regress");
+  std::filesystem::create_directories(dir + "/wf");
+  std::ofstream(dir + "/wf/takeover.yaml") << kWorkflow;
+  auto rc = redis::Client::connect(*redis::parse_endpoint(redis.address()));
+  ASSERT_TRUE(rc) << rc.status().to_string();
+  redis::Client& r = **rc;
+
+  const int port = free_port();
+  const std::string api = "http://127.0.0.1:" + std::to_string(port);
+  Process coordinator;
+  ASSERT_TRUE(coordinator.start({bin_dir() + "/baton-coordinator", "--brokers", broker.bootstrap(), "--redis",
+                                 redis.address(), "--namespace", kNs, "--workflows", dir + "/wf", "--http",
+                                 "127.0.0.1:" + std::to_string(port)},
+                                dir + "/coordinator.log"));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto h = http::request("GET", api + "/readyz", "", 1000);
+        return h && h->status == 200;
+      },
+      seconds(60), [&] { return read_file(dir + "/coordinator.log"); }));
+  auto started = http::request("POST", api + "/v1/runs",
+                               json{{"workflow", "takeover"}, {"input", {{"id", "d2"}, {"note", "hi"}}}}.dump());
+  ASSERT_TRUE(started && started->status == 202);
+  const std::string run = json::parse(started->body)["run_id"];
+  const std::string run_key = keys::run(kNs, run);
+  // No worker answers: attempt 1 times out and attempt 2 is dispatched.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto s = parse_json(hgetall(r, run_key)["step:write"]);
+        return s && s->is_object() && s->value("a", 0) >= 2;
+      },
+      seconds(30), [&] { return json(hgetall(r, run_key)).dump(); }));
+
+  // The zombie's phase 1 for attempt 1, exactly as the coordinator sends it.
+  const std::string ikey = run + ":write:1";
+  auto w = r.command({"FCALL", "baton_record_write", "2", keys::record(kNs, "doc:d2"),
+                      keys::record_write_memo(kNs, "doc:d2", ikey), ikey, "0", run + ":write", "604800", "1", "note",
+                      "1", "note", "\"late\""});
+  ASSERT_TRUE(w && w->is_array() && !w->elements.empty()) << (w ? w->str : w.status().to_string());
+  EXPECT_EQ(w->elements[0].str, "COLLISION");
+  EXPECT_TRUE(hgetall(r, keys::record(kNs, "doc:d2")).empty());
+  coordinator.stop();
+  remove_tree(dir);
+}
+
 }  // namespace
 }  // namespace baton::testing
