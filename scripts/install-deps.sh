@@ -12,6 +12,9 @@ PACKAGES=(
   libcurl4-openssl-dev libjemalloc-dev kcat
   libcctz-dev tzdata
   python3  # examples/invoice-custom-agents: a Python agent run by the exec agent (and its tests)
+  # scripts/fuzz.sh (fuzz/README.md): clang 14, libFuzzer (libclang_rt.fuzzer*.a is in
+  # libclang-rt-14-dev, only a Recommends of clang), llvm-symbolizer for sanitizer stacks.
+  clang libclang-rt-14-dev llvm
 )
 
 SUDO=()

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <random>
 #include <string_view>
@@ -172,7 +173,9 @@ struct BodyNode {
   json literal;
   Template tmpl;
   std::string path;
-  std::vector<std::pair<std::string, BodyNode>> children;  // key ("" for arrays) -> node
+  // key ("" for arrays) -> node. Held by pointer: a std::pair of the
+  // still-incomplete BodyNode is ill-formed (clang + libstdc++ refuse it).
+  std::vector<std::pair<std::string, std::shared_ptr<const BodyNode>>> children;
 };
 
 Result<BodyNode> compile_body(const json& v, const std::string& where, const std::string& what, bool allow_args) {
@@ -199,7 +202,7 @@ Result<BodyNode> compile_body(const json& v, const std::string& where, const std
     for (std::size_t i = 0; i < v.size(); ++i) {
       auto c = compile_body(v[i], where + "[" + std::to_string(i) + "]", what, allow_args);
       if (!c) return c.status();
-      n.children.emplace_back(std::string(), std::move(c).value());
+      n.children.emplace_back(std::string(), std::make_shared<const BodyNode>(std::move(c).value()));
     }
     return n;
   }
@@ -208,7 +211,7 @@ Result<BodyNode> compile_body(const json& v, const std::string& where, const std
     for (auto it = v.begin(); it != v.end(); ++it) {
       auto c = compile_body(it.value(), where + "." + it.key(), what, allow_args);
       if (!c) return c.status();
-      n.children.emplace_back(it.key(), std::move(c).value());
+      n.children.emplace_back(it.key(), std::make_shared<const BodyNode>(std::move(c).value()));
     }
     return n;
   }
@@ -233,7 +236,7 @@ Result<json> render_body(const BodyNode& n, const json& scope) {
     case BodyNode::kArray: {
       json out = json::array();
       for (const auto& [k, c] : n.children) {
-        auto v = render_body(c, scope);
+        auto v = render_body(*c, scope);
         if (!v) return v;
         out.push_back(std::move(v).value());
       }
@@ -242,7 +245,7 @@ Result<json> render_body(const BodyNode& n, const json& scope) {
     case BodyNode::kObject: {
       json out = json::object();
       for (const auto& [k, c] : n.children) {
-        auto v = render_body(c, scope);
+        auto v = render_body(*c, scope);
         if (!v) return v;
         out[k] = std::move(v).value();
       }

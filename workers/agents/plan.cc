@@ -1,5 +1,6 @@
 #include "workers/agents/plan.h"
 
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -21,7 +22,9 @@ struct Value {
   json literal;                                          // kLiteral
   std::optional<workflow::Template> tmpl;                // kTemplate
   std::string whole_path;                                // kTemplate: "{{path}}" and nothing else
-  std::vector<std::pair<std::string, Value>> children;   // kObject (keys), kArray (keys empty)
+  // kObject (keys), kArray (keys empty). By pointer: a std::pair of the
+  // still-incomplete Value is ill-formed (clang + libstdc++ refuse it).
+  std::vector<std::pair<std::string, std::shared_ptr<const Value>>> children;
 };
 
 bool valid_id(const std::string& id) {
@@ -82,7 +85,7 @@ Result<Value> parse_value(const json& v, const std::string& what, bool* uses_con
     for (auto it = v.begin(); it != v.end(); ++it) {
       auto c = parse_value(it.value(), what + "." + it.key(), uses_context, allow_item);
       if (!c) return c.status();
-      out.children.emplace_back(it.key(), std::move(c).value());
+      out.children.emplace_back(it.key(), std::make_shared<const Value>(std::move(c).value()));
     }
     return out;
   }
@@ -91,7 +94,7 @@ Result<Value> parse_value(const json& v, const std::string& what, bool* uses_con
     for (std::size_t i = 0; i < v.size(); ++i) {
       auto c = parse_value(v[i], what + "[" + std::to_string(i) + "]", uses_context, allow_item);
       if (!c) return c.status();
-      out.children.emplace_back(std::string(), std::move(c).value());
+      out.children.emplace_back(std::string(), std::make_shared<const Value>(std::move(c).value()));
     }
     return out;
   }
@@ -116,7 +119,7 @@ Result<json> render(const Value& v, const json& scope, const std::string& what) 
     case Value::kObject: {
       json out = json::object();
       for (const auto& [key, child] : v.children) {
-        auto c = render(child, scope, what + "." + key);
+        auto c = render(*child, scope, what + "." + key);
         if (!c) return c.status();
         out[key] = std::move(c).value();
       }
@@ -125,7 +128,7 @@ Result<json> render(const Value& v, const json& scope, const std::string& what) 
     case Value::kArray: {
       json out = json::array();
       for (std::size_t i = 0; i < v.children.size(); ++i) {
-        auto c = render(v.children[i].second, scope, what + "[" + std::to_string(i) + "]");
+        auto c = render(*v.children[i].second, scope, what + "[" + std::to_string(i) + "]");
         if (!c) return c.status();
         out.push_back(std::move(c).value());
       }
