@@ -184,6 +184,32 @@ TEST_F(LlmAgentTest, ReplyThatCannotBeRepairedFailsWithAContractViolation) {
   EXPECT_EQ(out.usage.tokens_in, 20u);  // both calls are paid for
 }
 
+// A reply nested deeper than limits::kMaxJsonDepth is not JSON to the agent:
+// parsed without the cap it met the contract (the deep part is an extra field),
+// became the step's output and overflowed the stack where the output is dumped.
+TEST_F(LlmAgentTest, AReplyNestedTooDeeplyIsNotJsonAndCannotOverflowTheStack) {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  ProviderStandIn p([&](const ProviderStandIn::Call& c) {
+    return ProviderStandIn::openai_text(c.model(), R"({"intent":"billing","confidence":0.9,"extra":)" + deep + "}");
+  });
+  ASSERT_TRUE(p.ok());
+  AgentOutput out = run(base_config(p));
+  EXPECT_EQ(out.status, AgentOutput::kFailed);
+  EXPECT_EQ(out.error_code, "contract_violation");
+  EXPECT_NE(out.error_message.find("not a JSON object"), std::string::npos) << out.error_message.substr(0, 300);
+  EXPECT_FALSE(out.output.dump().empty());
+
+  // The whole provider body too deep: refused as a malformed reply, never parsed into a deep value.
+  p.set_script([&](const ProviderStandIn::Call&) {
+    ProviderStandIn::Reply r;
+    r.body = R"({"choices":)" + deep + "}";
+    return r;
+  });
+  out = run(base_config(p));
+  EXPECT_NE(out.status, AgentOutput::kOk);
+  EXPECT_FALSE(out.output.dump().empty());
+}
+
 TEST_F(LlmAgentTest, RateLimitIsRetriedAfterTheServersRetryAfter) {
   ProviderStandIn p([](const ProviderStandIn::Call& c) {
     if (c.index == 0) return ProviderStandIn::openai_error(429, "rate_limit_exceeded", "Rate limit reached", "1");

@@ -11,6 +11,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/util/json.h"
 #include "common/workflow/workflow.h"
 #include "workers/agents/config.h"
 #include "workers/agents/http.h"
@@ -119,12 +120,21 @@ json contract_schema(const std::vector<workflow::FieldContract>& contract) {
   return {{"type", "object"}, {"properties", props}, {"required", required}};
 }
 
+// Provider bodies, model replies and tool arguments are outside data: parsed
+// with the nesting cap of every JSON we read (limits::kMaxJsonDepth), since a
+// deeper value would overflow the stack later (dump, copy, compare recurse).
+// Their size is already capped by the HTTP client. null when not JSON.
+json parse_untrusted(std::string_view s) {
+  auto r = parse_json(s, s.size(), limits::kMaxJsonDepth);
+  return r ? std::move(r).value() : json();
+}
+
 // A JSON object out of a model's text: as is, inside ``` fences, or between the
 // first '{' and the last '}'.
 std::optional<json> json_in_text(const std::string& text) {
   auto try_parse = [](std::string_view s) -> std::optional<json> {
-    json j = json::parse(s.begin(), s.end(), nullptr, false);
-    if (j.is_discarded() || !j.is_object()) return std::nullopt;
+    json j = parse_untrusted(s);
+    if (!j.is_object()) return std::nullopt;
     return j;
   };
   if (auto j = try_parse(text)) return j;
@@ -354,7 +364,7 @@ class LlmAgent : public Agent {
 
   // The provider's own error text (both APIs use error.message), else the body's start.
   static std::string error_message(const std::string& body) {
-    json j = json::parse(body, nullptr, false);
+    json j = parse_untrusted(body);
     if (j.is_object() && j.contains("error") && j["error"].is_object() && j["error"].contains("message") &&
         j["error"]["message"].is_string())
       return cut(j["error"]["message"].get<std::string>(), kErrorBodyBytes);
@@ -363,7 +373,7 @@ class LlmAgent : public Agent {
 
   // "" on success, else what is wrong with the body.
   static std::string parse_reply(Api api, const std::string& body, Reply& reply) {
-    json j = json::parse(body, nullptr, false);
+    json j = parse_untrusted(body);
     if (!j.is_object()) return "not a JSON object";
     auto u64 = [](const json& obj, const char* key) -> uint64_t {
       auto it = obj.find(key);
@@ -437,7 +447,7 @@ class LlmAgent : public Agent {
   std::string run_tool(const Reply::Call& c, const AgentInput& in, int n, int64_t deadline) const {
     auto it = std::find_if(s_.tools.begin(), s_.tools.end(), [&](const Tool& t) { return t.name == c.name; });
     if (it == s_.tools.end()) return json{{"error", "unknown_tool"}, {"message", "no tool named " + c.name}}.dump();
-    json args = json::parse(c.arguments, nullptr, false);
+    json args = parse_untrusted(c.arguments);
     if (!args.is_object())
       return json{{"error", "bad_arguments"}, {"message", "the arguments are not a JSON object"}}.dump();
     json scope = in.scope;
