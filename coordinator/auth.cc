@@ -10,6 +10,8 @@
 #include <unordered_map>
 #include <utility>
 
+#include "common/util/yaml.h"
+
 namespace baton::coordinator {
 
 // ---- SHA-256 (FIPS 180-4 §6.2) ------------------------------------------------
@@ -246,7 +248,7 @@ class TokenFileParser {
     }
     std::vector<YAML::Node> docs;
     try {
-      docs = YAML::LoadAll(std::string(text));
+      docs = load_all_yaml(std::string(text));
     } catch (const YAML::Exception& e) {
       fail(e.mark, "YAML syntax error: " + e.msg);
       return err_;

@@ -25,6 +25,7 @@
 #include "common/util/json.h"
 #include "common/util/keys.h"
 #include "common/util/limits.h"
+#include "common/util/yaml.h"
 
 namespace baton::coordinator {
 namespace {
@@ -132,7 +133,7 @@ class ConfigParser {
     }
     YAML::Node root;
     try {
-      std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
+      std::vector<YAML::Node> docs = load_all_yaml(std::string(text));
       if (docs.size() > 1) {
         fail(docs[1].Mark(), "only one YAML document per file is allowed");
         return err_;

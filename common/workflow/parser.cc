@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #include "common/util/limits.h"
+#include "common/util/yaml.h"
 #include "common/workflow/expr.h"
 #include "common/workflow/schedule.h"
 #include "common/workflow/template.h"
@@ -214,7 +215,7 @@ class Parser {
     }
     std::vector<YAML::Node> docs;
     try {
-      docs = YAML::LoadAll(std::string(text));
+      docs = load_all_yaml(std::string(text));
     } catch (const YAML::DeepRecursion& e) {
       // yaml-cpp's own guard (far above ours) says "bad file"; say what it means.
       fail(e.mark, "nesting is deeper than " + std::to_string(limits::kMaxYamlDepth) + " levels");
