@@ -136,7 +136,9 @@ http::Response Api::handle(const http::Request& req) {
     if (denied && who.name.empty()) who.name = "anonymous";
   } else {
     auto user = req.headers.find("x-baton-user");
-    who.name = user != req.headers.end() && !user->second.empty() ? user->second.substr(0, 128) : "api";
+    // Header bytes are outside data: the name goes into protobuf strings
+    // (RunStarted.requested_by, decisions) and JSON, which need UTF-8.
+    who.name = user != req.headers.end() && !user->second.empty() ? valid_utf8(user->second.substr(0, 128)) : "api";
     who.role = Role::kAdmin;
   }
   http::Response r = denied ? std::move(*denied) : route(req, who);

@@ -409,6 +409,18 @@ Answer seal(const v1::Task& task, v1::StepResult result) {
   ev.set_traceparent(task.traceparent());
   *ev.mutable_step_result() = std::move(result);
   ev.set_produced_unix_ms(now_unix_ms());
+  // Error texts and usage labels quote outside data (task input, agent and
+  // provider messages): a proto3 string with invalid UTF-8 makes the whole
+  // answer undecodable to the coordinator (DLQ; found by fuzz_worker_task).
+  auto* sr = ev.mutable_step_result();
+  if (sr->has_error()) {
+    sr->mutable_error()->set_code(valid_utf8(sr->error().code()));
+    sr->mutable_error()->set_message(valid_utf8(sr->error().message()));
+  }
+  if (sr->has_usage()) {
+    sr->mutable_usage()->set_model(valid_utf8(sr->usage().model()));
+    sr->mutable_usage()->set_model_reason(valid_utf8(sr->usage().model_reason()));
+  }
   Answer a;
   a.bytes = ev.SerializeAsString();
   if (a.bytes.size() > limits::kMaxMessageBytes) {

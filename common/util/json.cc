@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
+
 namespace baton {
 
 Result<nlohmann::json> parse_json(std::string_view text, std::size_t max_bytes, int max_depth) {
@@ -30,9 +32,11 @@ Result<nlohmann::json> parse_json(std::string_view text, std::size_t max_bytes, 
       auto discard = nlohmann::json::parse(text.begin(), text.end());
       (void)discard;
     } catch (const nlohmann::json::parse_error& e) {
-      return invalid("invalid JSON at byte " + std::to_string(e.byte) + ": " + e.what());
+      // what() quotes the last bytes read, which may end inside a UTF-8
+      // sequence; the message travels in protobuf strings and JSON bodies.
+      return invalid("invalid JSON at byte " + std::to_string(e.byte) + ": " + valid_utf8(e.what()));
     } catch (const std::exception& e) {
-      return invalid(std::string("invalid JSON: ") + e.what());
+      return invalid(std::string("invalid JSON: ") + valid_utf8(e.what()));
     }
     return invalid("invalid JSON");
   }
@@ -61,6 +65,33 @@ Result<std::vector<JsonLine>> parse_jsonl(std::string_view text, std::string_vie
                     std::string(name) + ":" + std::to_string(line_no) + ": " + j.status().message());
     }
     out.push_back({line_no, std::move(j).value()});
+  }
+  return out;
+}
+
+std::string valid_utf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    bool ok = len > 0 && i + len <= s.size();
+    for (std::size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
+    if (ok && len > 1) {
+      // Overlong forms, UTF-16 surrogates and code points past U+10FFFF are not UTF-8.
+      uint32_t cp = c & (0xff >> (len + 1));
+      for (std::size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3f);
+      static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+      ok = cp >= kMin[len] && cp <= 0x10ffff && (cp < 0xd800 || cp > 0xdfff);
+    }
+    if (ok) {
+      out.append(s.substr(i, len));
+      i += len;
+    } else {
+      out += "\xEF\xBF\xBD";  // U+FFFD
+      ++i;
+    }
   }
   return out;
 }

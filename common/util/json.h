@@ -2,6 +2,7 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -30,6 +31,12 @@ struct JsonLine {
   nlohmann::json value;
 };
 Result<std::vector<JsonLine>> parse_jsonl(std::string_view text, std::string_view name);
+
+// `s` with every byte that is not part of a well-formed UTF-8 sequence
+// replaced by U+FFFD. For text copied from outside data into places that
+// must be UTF-8: protobuf `string` fields (a message carrying invalid UTF-8
+// does not parse at the receiver) and JSON (nlohmann's dump() throws on it).
+std::string valid_utf8(std::string_view s);
 
 // Follows a dotted path with optional [i] indexes ("a.b[2].c") inside `root`.
 // Returns nullptr when any part is missing; never throws.
