@@ -41,8 +41,13 @@ for t in "${TARGETS[@]}"; do
   log="$WORK/$t/log"
   echo "fuzz.sh: $t for ${SECONDS_EACH}s on $(find "$corpus" -type f | wc -l) seeds"
   rc=0
-  "$BUILD_DIR/bin/$t" "$corpus" -max_total_time="$SECONDS_EACH" -timeout=25 -rss_limit_mb=2560 \
+  # The outer timeout: libFuzzer's out-of-memory report walks the whole heap
+  # (slow under ASan) and an input that hangs in a server thread is not seen
+  # by -timeout; neither may stall CI.
+  timeout -s KILL $((SECONDS_EACH + 120)) \
+    "$BUILD_DIR/bin/$t" "$corpus" -max_total_time="$SECONDS_EACH" -timeout=25 -rss_limit_mb=2048 \
     -artifact_prefix="$artifacts/" -print_final_stats=1 "${extra[@]}" >"$log" 2>&1 || rc=$?
+  [[ $rc -eq 137 ]] && echo "fuzz.sh: $t killed after $((SECONDS_EACH + 120)) s (a hang, or a slow out-of-memory report)" >&2
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 || true)
