@@ -38,7 +38,9 @@ class AnswerUtf8Test : public ::testing::Test {
         "  - { id: b, role: r, agent: { kind: echo } }\n",
         "flow.yaml");
     EXPECT_TRUE(wf.is_ok()) << wf.status().to_string();
-    if (wf) EXPECT_TRUE(reg->add(std::move(wf).value()).is_ok());
+    if (wf) {
+      EXPECT_TRUE(reg->add(std::move(wf).value()).is_ok());
+    }
     agent::AgentRegistry agents;
     agent::register_builtin_agents(agents);
     EXPECT_TRUE(agents.add("bad_bytes", [](const nlohmann::json&) -> agent::FactoryResult {
