@@ -580,7 +580,11 @@ bool Application::apply_events(std::vector<kafka::Message*>& events) {
         publish_all(it.t);
         export_audit(run_id, it.t);
         lock_ops.insert(lock_ops.end(), it.t.locks.begin(), it.t.locks.end());
-        if (ended(it.st->status)) pit->second.runs.erase(run_id);
+        // By id, not through it.st: an earlier item of this batch for the same
+        // run may have ended it and erased it already (it.st then dangles;
+        // heap-use-after-free found by ASan in the parallel examples' e2e tests).
+        if (auto rit = pit->second.runs.find(run_id); rit != pit->second.runs.end() && ended(rit->second.status))
+          pit->second.runs.erase(rit);
         break;
       case ApplyReply::kFenced:
         spdlog::warn("events partition {}: fenced by a newer owner; releasing it", it.p);
