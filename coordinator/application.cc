@@ -823,12 +823,19 @@ void Application::scan_timers() {
     store_->append_apply(rit->second, t, part.epoch, /*offset=*/-1, now);
     fired.push_back({p, run_id, std::move(t)});
   }
-  for (const auto& [p, members] : orphans) {
-    Status s = store_->drop_timers(p, members);
-    if (!s) spdlog::warn("dropping timers: {}", s.to_string());
-  }
-  if (fired.empty()) return;
+  // Orphans are dropped after the applies ran: drop_timers is a command on the
+  // same pipelined client, and ran first it sent the queued applies and took
+  // their replies, so exec_applies returned none and the loop below read past
+  // the end of the empty vector (found by UBSan in the chaos soak).
+  auto drop_orphans = [&] {
+    for (const auto& [p, members] : orphans) {
+      Status s = store_->drop_timers(p, members);
+      if (!s) spdlog::warn("dropping timers: {}", s.to_string());
+    }
+  };
+  if (fired.empty()) return drop_orphans();
   auto replies = store_->exec_applies();
+  drop_orphans();
   if (!replies) {
     spdlog::warn("applying {} timers: {}", fired.size(), replies.status().to_string());
     for (const auto& f : fired)
